@@ -1,0 +1,27 @@
+"""User-facing error types.
+
+Every mistake a user can make (a bad config key, a missing dataset, a corrupt
+file, an adapter returning the wrong shape, a solver producing NaN) raises a
+subclass of :class:`SciMLZooError` whose message names the problem and the fix.
+The CLI prints such errors as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SciMLZooError", "ConfigError", "DataError", "SolverError"]
+
+
+class SciMLZooError(Exception):
+    """Base class of errors caused by user input rather than by a bug."""
+
+
+class ConfigError(SciMLZooError, ValueError):
+    """A configuration file, flag or preset is invalid."""
+
+
+class DataError(SciMLZooError, OSError):
+    """A dataset or checkpoint is missing, corrupt, or inconsistent."""
+
+
+class SolverError(SciMLZooError, RuntimeError):
+    """A solver adapter misbehaved: wrong shape, NaN state, crash or hang."""

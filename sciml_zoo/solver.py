@@ -1,0 +1,253 @@
+"""The solver adapter protocol.
+
+An adapter wraps one simulator behind ``step(state, params) -> state`` on a
+*batched uniform state*: a float tensor of shape ``(B, C, H, W)`` (batch first,
+channels, then the grid with ``y`` as height and ``x`` as width), plus a
+``(B, P)`` tensor of physical parameters (for example the Reynolds number) so
+that one call can advance samples with different parameters.
+
+Adapters declare :class:`Capabilities`. A differentiable adapter lets autograd
+flow through ``step`` (first-order SOL); every adapter can be used in
+*black-box* mode via :func:`black_box`, which guarantees that no autograd graph
+passes through the solver. The design follows jax-cfd's ``step_fn: State ->
+State``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from sciml_zoo.errors import SolverError
+
+__all__ = [
+    "Capabilities",
+    "Solver",
+    "SolverBase",
+    "StepFn",
+    "black_box",
+    "check_state",
+    "StepCounter",
+    "counting",
+]
+
+StepFn = Callable[[Tensor, Tensor], Tensor]
+"""A step function ``(state (B,C,H,W), params (B,P)) -> state (B,C,H,W)``."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can do.
+
+    Attributes:
+        differentiable: gradients flow through ``step`` via autograd.
+        batched: one ``step`` call advances a whole batch at roughly the cost of
+            fewer unbatched calls (so ZO queries should be sent as one batch).
+        step_cost_s: rough wall-clock seconds of one unbatched step, if known.
+    """
+
+    differentiable: bool = False
+    batched: bool = False
+    step_cost_s: float | None = None
+
+
+@runtime_checkable
+class Solver(Protocol):
+    """What the library needs from a simulator adapter."""
+
+    name: str
+    capabilities: Capabilities
+    param_names: tuple[str, ...]
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """Per-sample uniform state shape ``(C, H, W)``."""
+        ...
+
+    def step(self, state: Tensor, params: Tensor) -> Tensor:
+        """Advance ``state`` (B,C,H,W) by one time step with ``params`` (B,P)."""
+        ...
+
+
+class SolverBase:
+    """Convenience base class with the optional parts of the protocol.
+
+    Subclasses set ``name``, ``capabilities``, ``param_names``, ``state_shape``
+    and implement :meth:`step`; data generation additionally uses
+    :meth:`initial_state` and :meth:`downsample`.
+    """
+
+    name: str = "solver"
+    capabilities: Capabilities = Capabilities()
+    param_names: tuple[str, ...] = ()
+    _state_shape: tuple[int, int, int] = (1, 1, 1)
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        return self._state_shape
+
+    def step(self, state: Tensor, params: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def valid_mask(self) -> Tensor:
+        """Boolean ``(C, H, W)`` mask of entries that carry physical values.
+
+        Padded layouts (e.g. a staggered grid stored as one padded tensor) mark
+        their padding ``False``; corrections are zeroed there and metrics ignore
+        it. The default marks everything valid.
+        """
+        return torch.ones(self.state_shape, dtype=torch.bool)
+
+    def to_native(self, state: Tensor, params: Tensor) -> Any:
+        """Convert a uniform state to the simulator's own representation."""
+        return state
+
+    def from_native(self, native: Any) -> Tensor:
+        """Convert the simulator's representation back to a uniform state."""
+        return native
+
+    def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
+        """Initial condition ``(B, C, H, W)`` for parameters ``params`` (B,P)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define initial_state()")
+
+    def downsample(self, state: Tensor, factor: int) -> Tensor:
+        """Restrict a state of this solver onto a grid ``factor`` times coarser."""
+        raise NotImplementedError(f"{type(self).__name__} does not define downsample()")
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description recorded with every dataset and result."""
+        return {"name": self.name, "state_shape": list(self.state_shape)}
+
+
+def check_state(
+    state: Any, expected_shape: tuple[int, ...], *, who: str, batch: int | None = None
+) -> Tensor:
+    """Validate a state returned by an adapter; raise :class:`SolverError` if bad.
+
+    Args:
+        state: what the adapter returned.
+        expected_shape: per-sample shape ``(C, H, W)``.
+        who: name of the adapter and call, used in the message.
+        batch: expected batch size, if known.
+    """
+    if not isinstance(state, Tensor):
+        raise SolverError(
+            f"{who} returned {type(state).__name__}, expected a torch.Tensor of shape "
+            f"(B, {', '.join(map(str, expected_shape))}); convert with torch.as_tensor()"
+        )
+    if tuple(state.shape[1:]) != tuple(expected_shape) or (
+        batch is not None and state.shape[0] != batch
+    ):
+        want = f"({batch if batch is not None else 'B'}, {', '.join(map(str, expected_shape))})"
+        raise SolverError(
+            f"{who} returned a state of shape {tuple(state.shape)}, expected {want}; "
+            "check the adapter's from_native() layout (batch, channel, y, x)"
+        )
+    if not torch.is_floating_point(state):
+        raise SolverError(f"{who} returned dtype {state.dtype}; states must be floating point")
+    if not bool(torch.isfinite(state).all()):
+        bad = (~torch.isfinite(state)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise SolverError(
+            f"{who} produced NaN/Inf in batch member(s) {bad}; the simulation diverged "
+            "(reduce the time step, check the parameters, or the correction's scale)"
+        )
+    return state
+
+
+class _BlackBoxStep:
+    """Callable that runs a solver with no autograd graph through it."""
+
+    def __init__(self, solver: Solver, *, validate: bool = True) -> None:
+        self.solver = solver
+        self.validate = validate
+        self.__name__ = f"black_box({solver.name})"
+
+    def __call__(self, state: Tensor, params: Tensor) -> Tensor:
+        with torch.no_grad():
+            out = self.solver.step(state.detach(), params.detach())
+        if self.validate:
+            check_state(out, self.solver.state_shape, who=f"{self.solver.name}.step", batch=len(state))
+        # a fresh leaf: nothing upstream can receive a gradient through it
+        return out.detach()
+
+
+def black_box(solver: Solver, *, validate: bool = True) -> StepFn:
+    """Return the solver's step in black-box mode.
+
+    The returned function detaches its inputs and runs under ``torch.no_grad``,
+    so no autograd graph ever passes through the simulator — exactly the
+    situation of a Fortran code or closed binary. Outputs are checked for
+    shape and NaN (:class:`SolverError`) unless ``validate=False``.
+    """
+    return _BlackBoxStep(solver, validate=validate)
+
+
+def differentiable(solver: Solver, *, validate: bool = True) -> StepFn:
+    """Return the solver's step with autograd flowing through it.
+
+    Raises:
+        SolverError: the adapter does not declare ``differentiable=True``.
+    """
+    if not solver.capabilities.differentiable:
+        raise SolverError(
+            f"solver {solver.name!r} is not differentiable; use a zeroth-order method "
+            "(--method zo-sol) or NON instead of fo-sol"
+        )
+
+    def step(state: Tensor, params: Tensor) -> Tensor:
+        out = solver.step(state, params)
+        if validate:
+            check_state(out, solver.state_shape, who=f"{solver.name}.step", batch=len(state))
+        return out
+
+    step.__name__ = f"differentiable({solver.name})"
+    return step
+
+
+__all__.append("differentiable")
+
+
+class StepCounter:
+    """Counts solver *sample-steps*: one step of one batch member counts 1.
+
+    This is the cost unit of every table in the project: a training iteration
+    that rolls out ``n`` steps for a batch of ``B`` costs ``n * B``.
+    """
+
+    def __init__(self) -> None:
+        self.sample_steps = 0
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"StepCounter(sample_steps={self.sample_steps}, calls={self.calls})"
+
+
+def counting(step: StepFn, counter: StepCounter) -> StepFn:
+    """Wrap ``step`` so each call adds its batch size to ``counter``."""
+
+    def counted(state: Tensor, params: Tensor) -> Tensor:
+        counter.sample_steps += int(state.shape[0])
+        counter.calls += 1
+        return step(state, params)
+
+    counted.__name__ = f"counting({getattr(step, '__name__', 'step')})"
+    return counted
+
+
+def relative_step_size(state: Tensor, *, mu: float) -> float:
+    """Finite-difference step ``mu`` scaled to the state's RMS magnitude.
+
+    Used by zeroth-order estimators so that the same ``mu`` works for states of
+    very different scale. Returns ``mu * max(rms(state), 1e-8)``.
+    """
+    rms = float(state.detach().pow(2).mean().sqrt())
+    return mu * max(rms, 1e-8) if math.isfinite(rms) else mu
+
+
+__all__.append("relative_step_size")
