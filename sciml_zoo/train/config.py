@@ -1,0 +1,103 @@
+"""Frozen training configuration, validated in ``__post_init__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sciml_zoo.errors import ConfigError
+
+__all__ = ["ModelConfig", "TrainConfig", "METHODS", "SOLVER_SPACE_ESTIMATORS", "WEIGHT_SPACE_ESTIMATORS"]
+
+METHODS = ("non", "fo-sol", "zo-sol")
+WEIGHT_SPACE_ESTIMATORS = ("rge", "cge", "sparse-cge")
+SOLVER_SPACE_ESTIMATORS = ("stop-gradient", "identity", "state-rge", "identity-rge", "stencil")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Correction network: ``arch`` is ``"cnn"`` (55k) or ``"resnet"`` (260k)."""
+
+    arch: str = "cnn"
+    width: int = 32
+    kernel_size: int = 5
+    blocks: int = 5
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("cnn", "resnet"):
+            raise ConfigError(f"model.arch must be 'cnn' or 'resnet', got {self.arch!r}")
+        if self.kernel_size % 2 == 0 or self.width < 1:
+            raise ConfigError("model.kernel_size must be odd and model.width positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        method: ``non`` (one step from reference states), ``fo-sol`` (unroll
+            through the differentiable solver) or ``zo-sol`` (unroll through
+            the black-box solver with a zeroth-order ``estimator``).
+        unroll: SOL steps n (NON always uses 1).
+        iterations: optimizer steps.
+        batch_size: trajectory windows per iteration (the paper uses 3).
+        optimizer: any ``torch.optim`` class name; ``lr`` and
+            ``optimizer_options`` are passed to it.
+        scheduler: optional ``torch.optim.lr_scheduler`` class name with
+            ``scheduler_options``.
+        estimator: zeroth-order estimator for ``zo-sol``: weight-space
+            ``rge | cge | sparse-cge`` (DeepZero) or solver-space
+            ``stop-gradient | identity | state-rge | identity-rge | stencil``.
+        estimator_options: keyword options of the estimator.
+        checkpoint_every: iterations between checkpoints (also on interrupt).
+        seed: fixes initialisation, batch sampling and ZO directions.
+    """
+
+    method: str = "fo-sol"
+    unroll: int = 4
+    iterations: int = 1000
+    batch_size: int = 3
+    optimizer: str = "Adam"
+    lr: float = 1e-4
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    scheduler: str | None = None
+    scheduler_options: dict[str, Any] = field(default_factory=dict)
+    estimator: str | None = None
+    estimator_options: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"train.method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.method == "zo-sol":
+            valid = WEIGHT_SPACE_ESTIMATORS + SOLVER_SPACE_ESTIMATORS
+            if self.estimator not in valid:
+                raise ConfigError(
+                    f"zo-sol needs train.estimator (--estimator) from {', '.join(valid)}; "
+                    f"got {self.estimator!r}"
+                )
+        elif self.estimator is not None:
+            raise ConfigError(f"train.estimator is only used with method zo-sol, not {self.method!r}")
+        if self.unroll < 1 or self.iterations < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ConfigError("unroll, batch_size and checkpoint_every must be >= 1; iterations >= 0")
+        if not hasattr(torch.optim, self.optimizer) or self.optimizer.startswith("_"):
+            raise ConfigError(f"train.optimizer {self.optimizer!r} is not a torch.optim class (e.g. Adam, SGD)")
+        if self.scheduler is not None and not hasattr(torch.optim.lr_scheduler, self.scheduler):
+            raise ConfigError(
+                f"train.scheduler {self.scheduler!r} is not in torch.optim.lr_scheduler (e.g. CosineAnnealingLR)"
+            )
+
+    @property
+    def steps(self) -> int:
+        """Unrolled steps per training window (1 for NON)."""
+        return 1 if self.method == "non" else self.unroll
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: ``NON``, ``FO-SOL``, ``ZO-SOL[stencil]``."""
+        if self.method == "zo-sol":
+            return f"ZO-SOL[{self.estimator}]"
+        return self.method.upper()

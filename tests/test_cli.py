@@ -1,0 +1,96 @@
+"""The CLI: one-line errors (no traceback) for user mistakes; commands work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sciml_zoo.cli import main
+from sciml_zoo.registry import register
+from solvers.toy_diffusion import ToyDiffusion
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sciml_zoo.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and needle in lines[0]
+
+
+def test_bad_config_key_is_one_line(tmp_path, toy_dataset):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nmethod = 'fo-sol'\nlearning_rate = 1e-3\n")
+    proc = _run_cli("train", "--config", str(cfg), "--data", str(toy_dataset), "--out", str(tmp_path / "r"))
+    _one_line_error(proc, "unknown key(s) 'learning_rate' in [train]; valid keys:")
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+    proc = _run_cli("train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r"),
+                    "--method", "non")
+    _one_line_error(proc, "not found; generate it with `sciml-zoo generate`")
+
+
+def test_corrupt_hdf5_is_one_line(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n" + b"garbage" * 50)
+    proc = _run_cli("evaluate", "--data", str(bad))
+    _one_line_error(proc, "is corrupt or not HDF5")
+
+
+def test_bad_preset_override_is_one_line():
+    proc = _run_cli("compare", "--preset", str(ASSETS / "toy_preset.toml"), "--set", "train.lrr=1")
+    _one_line_error(proc, "unknown key(s) 'lrr'")
+
+
+class _NaNSolver(ToyDiffusion):
+    name = "nan-toy"
+
+    def step(self, state, params):
+        out = super().step(state, params)
+        out[1, 0, 2, 2] = float("nan")  # member 1 diverges
+        return out
+
+
+def test_nan_from_the_solver_is_one_line(tmp_path, toy_dataset, capsys):
+    register("toy-diffusion", lambda **kw: _NaNSolver(**kw))
+    try:
+        code = main(["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"), "--method", "non",
+                     "--iterations", "2", "--quiet"])
+    finally:
+        from sciml_zoo import registry
+
+        registry._RUNTIME.pop("toy-diffusion")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "nan-toy.step produced NaN/Inf in batch member(s) [1]" in err[0]
+
+
+def test_train_and_evaluate_commands(tmp_path, toy_dataset, capsys):
+    assert main(["train", "--data", str(toy_dataset), "--out", str(tmp_path / "fo"), "--method", "fo-sol",
+                 "--unroll", "2", "--iterations", "3", "--set", "model.width=4", "--quiet"]) == 0
+    assert "FO-SOL: 3 iterations" in capsys.readouterr().out
+    assert main(["evaluate", "--data", str(toy_dataset), str(tmp_path / "fo"), "--steps", "5",
+                 "--out", str(tmp_path / "e.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "| SRC |" in out and "| FO-SOL |" in out
+    import xarray as xr
+
+    assert xr.open_dataarray(tmp_path / "e.nc").sizes == {"method": 2, "sim": 2, "step": 5}
+
+
+def test_solvers_lists_capabilities(capsys):
+    assert main(["solvers"]) == 0
+    out = capsys.readouterr().out
+    assert "toy-diffusion" in out and "differentiable=True" in out
+    torch.manual_seed(0)

@@ -1,0 +1,79 @@
+"""Dataset generation, the HDF5/xarray round-trip, resume, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from sciml_zoo import DataError
+from sciml_zoo.data.generate import generate_dataset, partial_path
+from sciml_zoo.data.store import open_dataset
+from sciml_zoo.train.loop import load_training_data
+
+
+def test_dataset_round_trip_has_dims_attrs_and_split(toy_dataset, toy_recipe):
+    ds = open_dataset(toy_dataset)
+    assert ds["state"].dims == ("sim", "time", "channel", "y", "x")
+    assert ds["state"].shape == (5, toy_recipe.num_frames, 1, 8, 8)
+    assert list(ds["split"].values) == ["train"] * 3 + ["test"] * 2
+    np.testing.assert_allclose(ds["params"].values[:, 0], [0.002, 0.006, 0.010, 0.004, 0.008])
+    assert json.loads(ds.attrs["recipe"])["warmup_steps"] == 5
+    assert json.loads(ds.attrs["versions"])["packages"]["torch"].startswith("2.")
+    assert ds.attrs["seed"] == 0
+    data = load_training_data(toy_dataset)
+    assert data.recipe == toy_recipe  # the recipe round-trips through the file
+
+
+def test_frames_are_the_downsampled_reference_run(toy_dataset, toy_recipe):
+    from sciml_zoo.registry import make_solver
+
+    fine = make_solver("toy-diffusion", **toy_recipe.solver_kwargs("reference"))
+    params = torch.tensor(toy_recipe.train_params + toy_recipe.test_params)
+    state = fine.initial_state(params, seed=0)
+    for _ in range(toy_recipe.warmup_steps):
+        state = fine.step(state, params)
+    frame0 = open_dataset(toy_dataset)["state"].values[:, 0]
+    np.testing.assert_array_equal(frame0, fine.downsample(state, 2).numpy())
+
+
+def test_interrupted_generation_resumes_to_the_same_file(tmp_path, toy_recipe, toy_dataset, monkeypatch):
+    from solvers.toy_diffusion import ToyDiffusion
+
+    original = ToyDiffusion.step
+    calls = {"n": 0}
+
+    def flaky(self, state, params):
+        calls["n"] += 1
+        if calls["n"] == 17:  # a kill in the middle of the run
+            raise KeyboardInterrupt
+        return original(self, state, params)
+
+    out = tmp_path / "toy.h5"
+    monkeypatch.setattr(ToyDiffusion, "step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(toy_recipe, out, progress=False)
+    assert not out.exists() and partial_path(out).is_file()
+    with h5py.File(partial_path(out)) as f:
+        assert f.attrs["step"] == 16
+    monkeypatch.setattr(ToyDiffusion, "step", original)
+    generate_dataset(toy_recipe, out, progress=False)
+    assert not partial_path(out).exists()
+    np.testing.assert_array_equal(open_dataset(out)["state"].values, open_dataset(toy_dataset)["state"].values)
+
+
+def test_missing_and_corrupt_files_raise_data_error(tmp_path):
+    with pytest.raises(DataError, match="not found.*sciml-zoo generate"):
+        open_dataset(tmp_path / "nope.h5")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"this is not an HDF5 file" * 10)
+    with pytest.raises(DataError, match="corrupt"):
+        open_dataset(bad)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f["other"] = 1
+    with pytest.raises(DataError, match="lacks"):
+        open_dataset(empty)
