@@ -1,0 +1,48 @@
+"""Per-sample cost of the wake-flow step: unbatched vs batched (8, 32), in one run.
+
+Usage: python benchmarks/solver_batching.py [--resolution 32 64] [--repeats 20]
+Prints median milliseconds per call and per sample, and the speed-up of batching
+relative to the unbatched step measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from solvers.phiflow_wake import make_wake_solver
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--resolution", type=int, nargs=2, default=(32, 64))
+    p.add_argument("--batches", type=int, nargs="*", default=(1, 8, 32))
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    solver = make_wake_solver(resolution=tuple(args.resolution))
+    rows = []
+    for b in args.batches:
+        re = torch.linspace(100, 3000, b).view(b, 1)
+        state = solver.initial_state(re, seed=0)
+        with torch.no_grad():
+            state = solver.step(state, re)  # trace once per batch size
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                state = solver.step(state, re)
+                times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        rows.append((b, med * 1e3, med * 1e3 / b))
+    base = rows[0][2]
+    print(f"wake-flow step at {args.resolution[0]}x{args.resolution[1]}, torch threads={torch.get_num_threads()}")
+    print("| batch | ms / call | ms / sample | per-sample speed-up vs batch 1 |")
+    print("|---|---|---|---|")
+    for b, call, sample in rows:
+        print(f"| {b} | {call:.1f} | {sample:.2f} | {base / sample:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
