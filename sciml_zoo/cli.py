@@ -124,6 +124,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sciml-zoo", description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: the small grids here gain little from more, "
+                        "and OpenMP spin-waiting makes oversubscribed runs many times slower)")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate a reference dataset from a recipe")
@@ -184,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sciml-zoo`` console script."""
     args = _parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     try:
         args.func(args)
     except SciMLZooError as exc:
