@@ -62,10 +62,10 @@ class WeightSpaceGradient:
     """
 
     def __init__(self, model: CorrectionNet, step: StepFn, *, steps: int, name: str,
-                 options: dict[str, Any]) -> None:
+                 options: dict[str, Any], reuse: bool = True) -> None:
         from sciml_zoo.estimators.weight_space import make_weight_space_estimator
 
-        self.model, self.step, self.steps, self.name = model, step, steps, name
+        self.model, self.step, self.steps, self.name, self.reuse = model, step, steps, name, reuse
         self.options = dict(options)
         self.ratios: dict[str, float] | None = self.options.pop("ratios", None)
         self.sparsity = float(self.options.pop("sparsity", 0.9))
@@ -75,7 +75,7 @@ class WeightSpaceGradient:
         self._pending_state: dict[str, Any] | None = None
 
     def __call__(self, windows: Windows, generator: torch.Generator) -> torch.Tensor:
-        batched_loss = make_batched_sol_loss(self.model, self.step, windows, steps=self.steps)
+        batched_loss = make_batched_sol_loss(self.model, self.step, windows, steps=self.steps, reuse=self.reuse)
         if self.estimator is None:
             if self.ratios is None:
                 from sciml_zoo.estimators.grasp import zo_grasp_ratios

@@ -82,7 +82,7 @@ def _earliest_layer(names: list[str]) -> int:
 
 
 def make_batched_sol_loss(
-    model: CorrectionNet, step: StepFn, windows: Windows, *, steps: int
+    model: CorrectionNet, step: StepFn, windows: Windows, *, steps: int, reuse: bool = True
 ) -> Callable[[dict[str, Tensor]], Tensor]:
     """SOL loss at Q weight settings per call, without autograd.
 
@@ -91,6 +91,8 @@ def make_batched_sol_loss(
     returns ``(Q,)`` losses. ``{}`` evaluates the current weights (Q = 1).
     ``step`` must be a black-box step; it is called once per unrolled step with
     ``Q * B`` rows, except for the first step, which is shared by all queries.
+    ``reuse=False`` recomputes the first solver call and every layer for every
+    query (for measuring what feature reuse saves; results are identical).
     """
     mask, std = model.mask, model.norm.state_std
     body = model.body
@@ -110,12 +112,15 @@ def make_batched_sol_loss(
     def batched_loss(perturbed: dict[str, Tensor]) -> Tensor:
         q = next(iter(perturbed.values())).shape[0] if perturbed else 1
         with torch.no_grad():
-            k = _earliest_layer(list(perturbed))
-            if perturbed:
-                out = torch.vmap(lambda p: run_body(k, cache[k], p))(perturbed)
+            if reuse:
+                k = _earliest_layer(list(perturbed))
+                out = torch.vmap(lambda p: run_body(k, cache[k], p))(perturbed) if perturbed else cache[-1][None]
+                start = first[None].expand(q, *first.shape)
             else:
-                out = cache[-1][None]
-            state = first[None] + model.output(out.flatten(0, 1)).view(q, *first.shape)
+                start = step(windows.initial.repeat(q, 1, 1, 1), windows.params.repeat(q, 1)).view(q, *first.shape)
+                feats = torch.vmap(lambda s: model.features(s, windows.params))(start)
+                out = torch.vmap(lambda p, h: run_body(0, h, p))(perturbed, feats) if perturbed else body(feats[0])[None]
+            state = start + model.output(out.flatten(0, 1)).view(q, *first.shape)
             states = [state]
             params = windows.params.repeat(q, 1)
             for _ in range(steps - 1):
