@@ -53,6 +53,9 @@ class TrainConfig:
         estimator_options: keyword options of the estimator.
         checkpoint_every: iterations between checkpoints (also on interrupt).
         seed: fixes initialisation, batch sampling and ZO directions.
+        workers: process-pool workers that run the solver queries of a
+            non-batched adapter in parallel (0: in this process). Ignored for
+            batched adapters, whose queries already go out as one call.
     """
 
     method: str = "fo-sol"
@@ -68,6 +71,7 @@ class TrainConfig:
     estimator_options: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 100
     seed: int = 0
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -81,6 +85,8 @@ class TrainConfig:
                 )
         elif self.estimator is not None:
             raise ConfigError(f"train.estimator is only used with method zo-sol, not {self.method!r}")
+        if self.workers < 0:
+            raise ConfigError(f"train.workers must be >= 0, got {self.workers}")
         if self.unroll < 1 or self.iterations < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ConfigError("unroll, batch_size and checkpoint_every must be >= 1; iterations >= 0")
         if not hasattr(torch.optim, self.optimizer) or self.optimizer.startswith("_"):

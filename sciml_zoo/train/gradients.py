@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from sciml_zoo.errors import ConfigError
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box, counting, differentiable
@@ -103,11 +104,39 @@ class WeightSpaceGradient:
                 self._pending_state = state["estimator"]
 
 
-def make_gradient(cfg: TrainConfig, model: CorrectionNet, solver: Solver, counter: StepCounter) -> Any:
-    """Build the gradient source for ``cfg.method`` (and ``cfg.estimator``)."""
+def black_box_step(
+    solver: Solver, *, workers: int = 0, solver_spec: tuple[str, dict[str, Any]] | None = None
+) -> StepFn:
+    """The solver's black-box step, fanned out to a process pool if it helps.
+
+    A batched adapter already answers a whole batch of queries in one call. A
+    non-batched one (a closed binary, a numba kernel) gets ``workers``
+    processes, each building its own solver from ``solver_spec`` (registered
+    name and options) once.
+    """
+    if workers <= 0 or solver.capabilities.batched:
+        return black_box(solver)
+    if solver_spec is None:
+        raise ConfigError("train.workers > 0 needs the solver's registered name and options")
+    from sciml_zoo.executors import ProcessPoolSolverExecutor, make_parallel_step
+
+    executor = ProcessPoolSolverExecutor(solver_spec[0], solver_spec[1], max_workers=workers)
+    return make_parallel_step(solver, executor)
+
+
+def make_gradient(
+    cfg: TrainConfig, model: CorrectionNet, solver: Solver, counter: StepCounter, *,
+    solver_spec: tuple[str, dict[str, Any]] | None = None,
+) -> Any:
+    """Build the gradient source for ``cfg.method`` (and ``cfg.estimator``).
+
+    ``solver_spec`` (registered name, options) lets worker processes rebuild
+    the solver when ``cfg.workers > 0``.
+    """
     if cfg.method == "fo-sol":
         return BackpropGradient(model, counting(differentiable(solver), counter), steps=cfg.steps)
-    bb = counting(black_box(solver), counter)
+    raw = black_box_step(solver, workers=cfg.workers, solver_spec=solver_spec)
+    bb = counting(raw, counter)
     if cfg.method == "non":
         return BackpropGradient(model, bb, steps=1)
     assert cfg.estimator is not None  # checked by TrainConfig
@@ -115,7 +144,7 @@ def make_gradient(cfg: TrainConfig, model: CorrectionNet, solver: Solver, counte
         from sciml_zoo.estimators.solver_space import make_zo_step
 
         name = _SOLVER_SPACE_NAMES.get(cfg.estimator, cfg.estimator)
-        step = make_zo_step(black_box(solver), estimator=name, counter=counter,
+        step = make_zo_step(raw, estimator=name, counter=counter,
                             mask=model.mask.bool(), **cfg.estimator_options)
         return BackpropGradient(model, step, steps=cfg.steps)
     return WeightSpaceGradient(model, bb, steps=cfg.steps, name=cfg.estimator, options=cfg.estimator_options)

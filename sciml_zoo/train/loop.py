@@ -167,7 +167,8 @@ def train(
     opt, sched = _make_optimizer(cfg, model)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     counter = StepCounter()
-    gradient = make_gradient(cfg, model, solver, counter)
+    gradient = make_gradient(cfg, model, solver, counter,
+                             solver_spec=(data.recipe.solver, data.recipe.solver_kwargs("source")))
     sampler = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=cfg.steps)
     start, elapsed, log = 0, 0.0, []
     record = {"config": to_jsonable(config), "seed": cfg.seed, "versions": environment(),
