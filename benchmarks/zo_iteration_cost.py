@@ -27,9 +27,15 @@ from sciml_zoo.train.gradients import WeightSpaceGradient, make_gradient
 from sciml_zoo.train.loop import build_model, load_training_data, source_solver
 from sciml_zoo.train.objective import WindowSampler
 
-DEFAULT = ["stop-gradient", "identity", "identity-rge:num_directions=4", "stencil",
-           "rge:num_directions=8,central=true", "rge:num_directions=64,central=true",
-           "sparse-cge:sparsity=0.99,grasp_directions=16"]
+DEFAULT = [
+    "stop-gradient",
+    "identity",
+    "identity-rge:num_directions=4",
+    "stencil",
+    "rge:num_directions=8,central=true",
+    "rge:num_directions=64,central=true",
+    "sparse-cge:sparsity=0.99,grasp_directions=16",
+]
 
 
 def _time(fn, repeats: int) -> float:
@@ -55,16 +61,23 @@ def main() -> None:
     data = load_training_data(args.data)
     solver = source_solver(data)
     model = build_model(ModelConfig(), data, seed=0)
-    windows = WindowSampler(data.states[data.train_idx], data.params[data.train_idx],
-                            steps=args.unroll).sample(args.batch_size, torch.Generator().manual_seed(0))
+    windows = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=args.unroll).sample(
+        args.batch_size, torch.Generator().manual_seed(0)
+    )
     rows = []
 
     def measure(label: str, cfg: TrainConfig, reuse: bool = True) -> None:
         counter = StepCounter()
         grad = make_gradient(cfg, model, solver, counter)
         if isinstance(grad, WeightSpaceGradient) and not reuse:
-            grad = WeightSpaceGradient(model, counting(black_box(solver), counter), steps=cfg.steps,
-                                       name=cfg.estimator, options=cfg.estimator_options, reuse=False)
+            grad = WeightSpaceGradient(
+                model,
+                counting(black_box(solver), counter),
+                steps=cfg.steps,
+                name=cfg.estimator,
+                options=cfg.estimator_options,
+                reuse=False,
+            )
         gen = torch.Generator().manual_seed(0)
 
         def once() -> None:
@@ -85,8 +98,10 @@ def main() -> None:
         if name in WEIGHT_SPACE_ESTIMATORS:
             measure(f"ZO-SOL[{spec}] without feature reuse", cfg, reuse=False)
     fo_s, fo_steps = rows[0][1], rows[0][2]
-    print(f"{data.recipe.name}: unroll {args.unroll}, batch {args.batch_size}, threads {args.threads}, "
-          f"median of {args.repeats}")
+    print(
+        f"{data.recipe.name}: unroll {args.unroll}, batch {args.batch_size}, threads {args.threads}, "
+        f"median of {args.repeats}"
+    )
     print("| method | s / iteration | x FO-SOL time | solver steps / iteration | x FO-SOL steps |")
     print("|---|---|---|---|---|")
     for label, seconds, steps in rows:

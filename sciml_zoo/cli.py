@@ -38,7 +38,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if unknown:
         raise SciMLZooError(f"unknown table(s) {unknown} in {args.config}; valid: [model], [train], data")
     train_raw = dict(raw.get("train", {}))
-    for flag in ("method", "estimator", "unroll", "iterations", "lr", "seed", "batch_size", "optimizer"):
+    for flag in (
+        "method",
+        "estimator",
+        "unroll",
+        "iterations",
+        "lr",
+        "seed",
+        "batch_size",
+        "optimizer",
+    ):
         if getattr(args, flag) is not None:
             train_raw[flag] = getattr(args, flag)
     model_raw = dict(raw.get("model", {}))
@@ -57,9 +66,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
         from_dict(TrainConfig, train_raw, where="[train]"),
     )
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"{summary['label']}: {summary['iterations_done']} iterations, final loss "
-          f"{summary['final_loss']:.4g}, {summary['train_solver_steps']:,} solver steps, "
-          f"{summary['train_wall_s']:.1f} s -> {args.out}")
+    print(
+        f"{summary['label']}: {summary['iterations_done']} iterations, final loss "
+        f"{summary['final_loss']:.4g}, {summary['train_solver_steps']:,} solver steps, "
+        f"{summary['train_wall_s']:.1f} s -> {args.out}"
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -77,10 +88,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     errors, _ = evaluate_methods(data, runs, steps=args.steps)
     stats = summarize(errors)
     fo = float(stats["overall"].sel({"method": "FO-SOL"})) if "FO-SOL" in runs else None
-    rows = [{"method": k, "mae": float(stats["overall"].sel({"method": k})),
-             "mae_std": float(stats["sim_std"].sel({"method": k})),
-             "ratio_to_fo": None if fo is None else float(stats["overall"].sel({"method": k})) / fo,
-             "train_solver_steps": None, "train_wall_s": None} for k in runs]
+    rows = [
+        {
+            "method": k,
+            "mae": float(stats["overall"].sel({"method": k})),
+            "mae_std": float(stats["sim_std"].sel({"method": k})),
+            "ratio_to_fo": None if fo is None else float(stats["overall"].sel({"method": k})) / fo,
+            "train_solver_steps": None,
+            "train_wall_s": None,
+        }
+        for k in runs
+    ]
     print(format_table(rows))
     if args.out:
         from sciml_zoo.provenance import atomic_path
@@ -117,16 +135,27 @@ def _cmd_solvers(args: argparse.Namespace) -> None:
 def _cmd_diagnose(args: argparse.Namespace) -> None:
     from sciml_zoo.diagnostics import run_diagnostics
 
-    table = run_diagnostics(args.data, run=args.run, estimators=args.estimators, unroll=args.unroll,
-                            batch_size=args.batch_size, seed=args.seed, repeats=args.repeats)
+    table = run_diagnostics(
+        args.data,
+        run=args.run,
+        estimators=args.estimators,
+        unroll=args.unroll,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        repeats=args.repeats,
+    )
     print(table)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sciml-zoo", description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (default 1: the small grids here gain little from more, "
-                        "and OpenMP spin-waiting makes oversubscribed runs many times slower)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: the small grids here gain little from more, "
+        "and OpenMP spin-waiting makes oversubscribed runs many times slower)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate a reference dataset from a recipe")
@@ -164,8 +193,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="quick", help="quick, paper, or a preset .toml")
     c.add_argument("--out", help="results directory (default results/<preset>)")
     c.add_argument("--methods", nargs="*", help="subset of the preset's method keys")
-    c.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override, e.g. train.iterations=50 or methods.zo-sol.estimator=identity")
+    c.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override, e.g. train.iterations=50 or methods.zo-sol.estimator=identity",
+    )
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)
 
@@ -196,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sciml-zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sciml-zoo {args.command}: interrupted; progress was saved — rerun the same "
-              "command (with --resume for train) to continue", file=sys.stderr)
+        print(
+            f"sciml-zoo {args.command}: interrupted; progress was saved — rerun the same "
+            "command (with --resume for train) to continue",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

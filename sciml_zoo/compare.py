@@ -52,7 +52,6 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
     data_path = generate_dataset(exp.recipe, out / "data" / f"{exp.recipe.name}.h5", progress=progress)
     data = load_training_data(data_path)
     runs: dict[str, Path | None] = {"SRC": None}
-    labels: dict[str, str] = {"SRC": "SRC"}
     skipped: dict[str, str] = {}
     can_fo = _differentiable(exp)
     summaries: dict[str, dict[str, Any]] = {}
@@ -64,7 +63,13 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
         summary_file = run_dir / "summary.json"
         if not summary_file.is_file():
             resume = (run_dir / "checkpoint.pt").is_file()
-            train(RunConfig(str(data_path), exp.model, cfg), run_dir, resume=resume, progress=progress, data=data)
+            train(
+                RunConfig(str(data_path), exp.model, cfg),
+                run_dir,
+                resume=resume,
+                progress=progress,
+                data=data,
+            )
         summaries[cfg.label] = json.loads(summary_file.read_text())
         runs[cfg.label] = run_dir
     errors, trajectories = evaluate_methods(data, runs, steps=exp.eval_steps)
@@ -74,11 +79,16 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
     for label in runs:
         s = summaries.get(label, {})
         m = float(stats["overall"].sel({"method": label}))
-        rows.append({
-            "method": label, "mae": m, "mae_std": float(stats["sim_std"].sel({"method": label})),
-            "ratio_to_fo": None if fo is None else m / fo,
-            "train_solver_steps": s.get("train_solver_steps"), "train_wall_s": s.get("train_wall_s"),
-        })
+        rows.append(
+            {
+                "method": label,
+                "mae": m,
+                "mae_std": float(stats["sim_std"].sel({"method": label})),
+                "ratio_to_fo": None if fo is None else m / fo,
+                "train_solver_steps": s.get("train_solver_steps"),
+                "train_wall_s": s.get("train_wall_s"),
+            }
+        )
     table = format_table(rows)
     for label, reason in skipped.items():
         table += f"\n| {label} | {reason} | | | | |"
@@ -86,12 +96,22 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(f"# {exp.name}: test MAE over {exp.eval_steps} steps\n\n{table}\n")
     with atomic_path(out / "results.csv") as tmp:
-        tmp.write_text("method,mae,mae_std,ratio_to_fo,train_solver_steps,train_wall_s\n" + "".join(
-            f"{r['method']},{r['mae']},{r['mae_std']},{r['ratio_to_fo']},{r['train_solver_steps']},"
-            f"{r['train_wall_s']}\n" for r in rows))
+        tmp.write_text(
+            "method,mae,mae_std,ratio_to_fo,train_solver_steps,train_wall_s\n"
+            + "".join(
+                f"{r['method']},{r['mae']},{r['mae_std']},{r['ratio_to_fo']},{r['train_solver_steps']},"
+                f"{r['train_wall_s']}\n"
+                for r in rows
+            )
+        )
     ds: xr.Dataset = xr.merge([errors.to_dataset(), stats])
-    ds.attrs.update({"preset": exp.name, "config": json.dumps(to_jsonable(exp)),
-                     "versions": json.dumps(environment())})
+    ds.attrs.update(
+        {
+            "preset": exp.name,
+            "config": json.dumps(to_jsonable(exp)),
+            "versions": json.dumps(environment()),
+        }
+    )
     with atomic_path(out / "errors.nc") as tmp:
         ds.to_netcdf(tmp)
     plot_error_vs_step(stats["per_step"], out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
@@ -99,8 +119,15 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
     last = exp.eval_steps
     fields = {"reference": test[0, last]} | {k: v[0, last - 1] for k, v in trajectories.items()}
     plot_fields(fields, out / "fields.png", title=f"vorticity at step {last}, first test simulation")
-    record = {"preset": exp.name, "config": exp, "seed": {k: c.seed for k, c in exp.methods.items()},
-              "versions": environment(), "rows": rows, "skipped": skipped,
-              "wall_clock_s": time.perf_counter() - t0, "table": table}
+    record = {
+        "preset": exp.name,
+        "config": exp,
+        "seed": {k: c.seed for k, c in exp.methods.items()},
+        "versions": environment(),
+        "rows": rows,
+        "skipped": skipped,
+        "wall_clock_s": time.perf_counter() - t0,
+        "table": table,
+    }
     write_json(out / "results.json", record)
     return record

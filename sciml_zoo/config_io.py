@@ -41,7 +41,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         args = typing.get_args(annotation)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], where) for v in value)
-        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -59,8 +61,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str) -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; "
-            f"valid keys: {', '.join(sorted(fields))}"
+            f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; valid keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints.get(k), where) for k, v in data.items()}

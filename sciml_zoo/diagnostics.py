@@ -28,11 +28,23 @@ from sciml_zoo.train.gradients import make_gradient
 from sciml_zoo.train.loop import build_model, load_model, load_training_data, source_solver
 from sciml_zoo.train.objective import Windows, WindowSampler
 
-__all__ = ["GradientComparison", "parse_spec", "compare_gradients", "run_diagnostics", "DEFAULT_SPECS"]
+__all__ = [
+    "GradientComparison",
+    "parse_spec",
+    "compare_gradients",
+    "run_diagnostics",
+    "DEFAULT_SPECS",
+]
 
 DEFAULT_SPECS = (
-    "stop-gradient", "identity", "state-rge:num_directions=4", "identity-rge:num_directions=4",
-    "stencil", "rge:num_directions=1", "rge:num_directions=8", "rge:num_directions=64",
+    "stop-gradient",
+    "identity",
+    "state-rge:num_directions=4",
+    "identity-rge:num_directions=4",
+    "stencil",
+    "rge:num_directions=1",
+    "rge:num_directions=8",
+    "rge:num_directions=64",
 )
 
 
@@ -58,13 +70,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([
-        (p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in model.parameters()
-    ])
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in model.parameters()])
 
 
 def compare_gradients(
-    model: CorrectionNet, solver: Solver, windows: Windows, specs: list[str], *, unroll: int, seed: int = 0
+    model: CorrectionNet,
+    solver: Solver,
+    windows: Windows,
+    specs: list[str],
+    *,
+    unroll: int,
+    seed: int = 0,
 ) -> tuple[list[GradientComparison], int]:
     """Compare each estimator spec with the exact FO-SOL gradient.
 
@@ -116,8 +132,14 @@ def format_diagnostics(rows: list[GradientComparison], fo_steps: int, *, repeats
 
 
 def run_diagnostics(
-    data: str | Path, *, run: str | None = None, estimators: list[str] | None = None, unroll: int = 4,
-    batch_size: int = 3, seed: int = 0, repeats: int = 1,
+    data: str | Path,
+    *,
+    run: str | None = None,
+    estimators: list[str] | None = None,
+    unroll: int = 4,
+    batch_size: int = 3,
+    seed: int = 0,
+    repeats: int = 1,
 ) -> str:
     """CLI entry: load data (and optionally trained weights), compare, format."""
     dataset = load_training_data(data)
@@ -128,7 +150,8 @@ def run_diagnostics(
     fo_steps = 0
     for r in range(repeats):
         windows = sampler.sample(batch_size, torch.Generator().manual_seed(seed + 1000 * r))
-        got, fo_steps = compare_gradients(model, solver, windows, list(estimators or DEFAULT_SPECS),
-                                          unroll=unroll, seed=seed + r)
+        got, fo_steps = compare_gradients(
+            model, solver, windows, list(estimators or DEFAULT_SPECS), unroll=unroll, seed=seed + r
+        )
         rows += got
     return format_diagnostics(rows, fo_steps, repeats=repeats)

@@ -23,9 +23,7 @@ from sciml_zoo.train.loop import TrainingData, load_model, source_solver
 __all__ = ["rollout_test", "evaluate_methods"]
 
 
-def rollout_test(
-    solver: Solver, model: torch.nn.Module | None, data: TrainingData, *, steps: int
-) -> torch.Tensor:
+def rollout_test(solver: Solver, model: torch.nn.Module | None, data: TrainingData, *, steps: int) -> torch.Tensor:
     """Test trajectories ``(S_test, steps, C, H, W)`` of solver (+ correction)."""
     test = data.states[data.test_idx]
     if steps >= test.shape[1]:

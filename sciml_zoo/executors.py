@@ -189,10 +189,7 @@ class ProcessPoolSolverExecutor(SolverExecutor):
         p = params.detach().cpu().numpy()
         n = len(s)
         block = self.rows_per_task or max(1, math.ceil(n / self.max_workers))
-        parts = [
-            self._pool.submit(_worker_rows, s[i : i + block], p[i : i + block])
-            for i in range(0, n, block)
-        ]
+        parts = [self._pool.submit(_worker_rows, s[i : i + block], p[i : i + block]) for i in range(0, n, block)]
         return _gather(parts, block, n, getattr(solver, "name", "solver"), states)
 
     def shutdown(self, wait: bool = True) -> None:

@@ -110,10 +110,13 @@ def load_experiment(preset: str, *, overrides: list[str] = (), only: list[str] |
             raise ConfigError(f"unknown method(s) {missing}; this preset has {sorted(methods_raw)}")
         methods_raw = {k: v for k, v in methods_raw.items() if k in only}
     methods = {
-        key: from_dict(TrainConfig, {**shared, **table}, where=f"[methods.{key}]")
-        for key, table in methods_raw.items()
+        key: from_dict(TrainConfig, {**shared, **table}, where=f"[methods.{key}]") for key, table in methods_raw.items()
     }
     return Experiment(
-        name=path.stem, recipe=recipe, model=model, methods=methods,
-        eval_steps=int(raw.get("eval_steps", 100)), description=str(raw.get("description", "")),
+        name=path.stem,
+        recipe=recipe,
+        model=model,
+        methods=methods,
+        eval_steps=int(raw.get("eval_steps", 100)),
+        description=str(raw.get("description", "")),
     )

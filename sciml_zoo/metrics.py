@@ -7,7 +7,6 @@ mislabels as L2).
 
 from __future__ import annotations
 
-
 import xarray as xr
 from torch import Tensor
 
@@ -49,5 +48,3 @@ def summarize(errors: xr.DataArray) -> xr.Dataset:
             "sim_std": per_sim.std("sim"),
         }
     )
-
-

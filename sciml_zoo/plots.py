@@ -47,7 +47,7 @@ def plot_fields(fields: dict[str, torch.Tensor], path: str | Path, *, title: str
     maps = {k: vorticity(v) for k, v in fields.items()}
     lim = float(max(m.abs().max() for m in maps.values())) or 1.0
     fig, axes = plt.subplots(1, len(maps), figsize=(2.4 * len(maps), 4.2))
-    for ax, (name, m) in zip(axes, maps.items()):
+    for ax, (name, m) in zip(axes, maps.items(), strict=True):
         ax.imshow(m.numpy(), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(name, fontsize=9)
         ax.axis("off")

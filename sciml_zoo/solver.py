@@ -125,9 +125,7 @@ class SolverBase:
         return {"name": self.name, "state_shape": list(self.state_shape)}
 
 
-def check_state(
-    state: Any, expected_shape: tuple[int, ...], *, who: str, batch: int | None = None
-) -> Tensor:
+def check_state(state: Any, expected_shape: tuple[int, ...], *, who: str, batch: int | None = None) -> Tensor:
     """Validate a state returned by an adapter; raise :class:`SolverError` if bad.
 
     Args:
@@ -141,9 +139,7 @@ def check_state(
             f"{who} returned {type(state).__name__}, expected a torch.Tensor of shape "
             f"(B, {', '.join(map(str, expected_shape))}); convert with torch.as_tensor()"
         )
-    if tuple(state.shape[1:]) != tuple(expected_shape) or (
-        batch is not None and state.shape[0] != batch
-    ):
+    if tuple(state.shape[1:]) != tuple(expected_shape) or (batch is not None and state.shape[0] != batch):
         want = f"({batch if batch is not None else 'B'}, {', '.join(map(str, expected_shape))})"
         raise SolverError(
             f"{who} returned a state of shape {tuple(state.shape)}, expected {want}; "

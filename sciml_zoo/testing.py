@@ -46,13 +46,8 @@ class AdapterReport:
         return not self.failures
 
     def __str__(self) -> str:
-        head = (
-            f"check_adapter({self.solver_name!r}): {len(self.passed)} passed, "
-            f"{len(self.failures)} failed"
-        )
-        return "\n".join(
-            [head, *(f"  FAIL {m}" for m in self.failures), *(f"  ok   {m}" for m in self.passed)]
-        )
+        head = f"check_adapter({self.solver_name!r}): {len(self.passed)} passed, {len(self.failures)} failed"
+        return "\n".join([head, *(f"  FAIL {m}" for m in self.failures), *(f"  ok   {m}" for m in self.passed)])
 
 
 def _max_diff(a: Tensor, b: Tensor) -> float:
@@ -120,10 +115,7 @@ def check_adapter(
         params = params.repeat(2, 1)
     params = params[:2]
     if params.shape != (2, len(names)):
-        raise ValueError(
-            f"params must have shape (B, {len(names)}) for param_names {names}, "
-            f"got {tuple(params.shape)}"
-        )
+        raise ValueError(f"params must have shape (B, {len(names)}) for param_names {names}, got {tuple(params.shape)}")
 
     # -- a test state: initial_state() when available ----------------------------------
     state: Tensor | None = None

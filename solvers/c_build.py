@@ -48,9 +48,7 @@ def _compiler() -> list[str]:
         cc = shlex.split(os.environ["CC"])
         found = shutil.which(cc[0])
         if found is None:
-            raise SolverError(
-                f"the compiler named by $CC ({cc[0]!r}) is not on PATH; fix or unset CC"
-            )
+            raise SolverError(f"the compiler named by $CC ({cc[0]!r}) is not on PATH; fix or unset CC")
         return [found, *cc[1:]]
     for name in ("cc", "gcc", "clang"):
         if (found := shutil.which(name)) is not None:
@@ -68,9 +66,7 @@ def _default_cache_dir() -> Path:
     return Path(base) / "sciml-zoo" / "bin"
 
 
-def build_example_solver(
-    out_dir: str | os.PathLike[str] | None = None, *, force: bool = False
-) -> Path:
+def build_example_solver(out_dir: str | os.PathLike[str] | None = None, *, force: bool = False) -> Path:
     """Compile ``burgers2d.c`` into ``out_dir`` (default: the user cache) and return the binary.
 
     Args:
@@ -85,9 +81,7 @@ def build_example_solver(
     if not source.is_file():
         raise SolverError(f"C source {source} is missing; reinstall sciml-zoo (package data)")
     cc = _compiler()
-    digest = hashlib.sha256(
-        source.read_bytes() + "\0".join([*cc, *_FLAGS, *_LIBS]).encode()
-    ).hexdigest()[:16]
+    digest = hashlib.sha256(source.read_bytes() + "\0".join([*cc, *_FLAGS, *_LIBS]).encode()).hexdigest()[:16]
     out = Path(out_dir) if out_dir is not None else _default_cache_dir()
     out.mkdir(parents=True, exist_ok=True)
     exe = out / f"burgers2d-{digest}"
@@ -101,9 +95,7 @@ def build_example_solver(
         raise SolverError(f"could not run the C compiler ({shlex.join(cmd)}): {exc}") from exc
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise SolverError(
-            f"compiling {source.name} failed ({shlex.join(cmd)}):\n{done.stderr.strip()}"
-        )
+        raise SolverError(f"compiling {source.name} failed ({shlex.join(cmd)}):\n{done.stderr.strip()}")
     os.replace(tmp, exe)  # atomic: concurrent builds never see a half-written binary
     return exe
 
@@ -177,12 +169,7 @@ class BurgersCSolver(ExternalSolver):
         y = np.arange(ny)[:, None] * (2 * np.pi / ny)
         x = np.arange(nx)[None, :] * (2 * np.pi / nx)
         kmax = self.max_wavenumber
-        modes = [
-            (kx, ky)
-            for kx in range(-kmax, kmax + 1)
-            for ky in range(0, kmax + 1)
-            if ky > 0 or kx > 0
-        ]
+        modes = [(kx, ky) for kx in range(-kmax, kmax + 1) for ky in range(0, kmax + 1) if ky > 0 or kx > 0]
         out = np.zeros((len(params), 2, ny, nx))
         for b in range(len(params)):
             for c in range(2):
@@ -227,6 +214,4 @@ def make_burgers_c_solver(
     Suggested pair: reference ``resolution=(64, 64)``, source ``(32, 32)``,
     ``dt=0.1``. ``options`` go to :class:`BurgersCSolver`.
     """
-    return BurgersCSolver(
-        executable=build_example_solver(build_dir), resolution=resolution, **options
-    )
+    return BurgersCSolver(executable=build_example_solver(build_dir), resolution=resolution, **options)

@@ -95,9 +95,7 @@ def pack_message(state: np.ndarray, params: np.ndarray | None = None) -> bytes:
     c, h, w = state.shape
     p = np.zeros(0, dtype="<f8") if params is None else np.asarray(params, dtype="<f8").reshape(-1)
     return (
-        HEADER.pack(MAGIC, VERSION, c, h, w, len(p))
-        + np.ascontiguousarray(state, dtype="<f8").tobytes()
-        + p.tobytes()
+        HEADER.pack(MAGIC, VERSION, c, h, w, len(p)) + np.ascontiguousarray(state, dtype="<f8").tobytes() + p.tobytes()
     )
 
 
@@ -206,11 +204,7 @@ class ExternalSolver(SolverBase):
         for b in range(len(s)):
             request = pack_message(s[b], p[b])
             try:
-                reply = (
-                    self._worker_call(request)
-                    if self.mode == "worker"
-                    else self._file_call(request)
-                )
+                reply = self._worker_call(request) if self.mode == "worker" else self._file_call(request)
                 out[b] = self._decode(reply)
             except _Failure as exc:
                 if exc.restart:
@@ -250,9 +244,7 @@ class ExternalSolver(SolverBase):
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the configuration only; a copy starts its own worker."""
         state = self.__dict__.copy()
-        state.update(
-            _proc=None, _stderr_thread=None, _stderr=collections.deque(maxlen=_STDERR_LINES)
-        )
+        state.update(_proc=None, _stderr_thread=None, _stderr=collections.deque(maxlen=_STDERR_LINES))
         return state
 
     def describe(self) -> dict[str, Any]:
@@ -333,11 +325,7 @@ class ExternalSolver(SolverBase):
         while len(reply) < expected:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                got = (
-                    f"; received {len(reply)} byte(s) so far: {bytes(reply[:40])!r}"
-                    if reply
-                    else ""
-                )
+                got = f"; received {len(reply)} byte(s) so far: {bytes(reply[:40])!r}" if reply else ""
                 raise _Failure(
                     f"did not answer within timeout_s={self.timeout_s:g} s{got}; the worker was "
                     "killed and a fresh one starts on the next call (raise timeout_s if the "
@@ -352,9 +340,7 @@ class ExternalSolver(SolverBase):
                 except BlockingIOError:
                     pass
                 except (BrokenPipeError, ConnectionResetError):
-                    raise _Failure(
-                        self._died("the worker stopped reading its input"), restart=True
-                    ) from None
+                    raise _Failure(self._died("the worker stopped reading its input"), restart=True) from None
             if readable:
                 chunk = os.read(fd_out, expected - len(reply))
                 if not chunk:
@@ -408,8 +394,7 @@ class ExternalSolver(SolverBase):
                 raise _Failure(_describe_exit(done.returncode), restart=False)
             if not outp.is_file():
                 raise _Failure(
-                    f"exited 0 but wrote no output file (expected {outp.name} "
-                    "as its last argument)",
+                    f"exited 0 but wrote no output file (expected {outp.name} as its last argument)",
                     restart=False,
                 )
             return outp.read_bytes()
@@ -483,6 +468,4 @@ def make_external_solver(
     **options: Any,
 ) -> ExternalSolver:
     """Registry factory for :class:`ExternalSolver` (options: channels, param_names, name, ...)."""
-    return ExternalSolver(
-        command=command, resolution=resolution, mode=mode, timeout_s=timeout_s, **options
-    )
+    return ExternalSolver(command=command, resolution=resolution, mode=mode, timeout_s=timeout_s, **options)

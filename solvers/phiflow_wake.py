@@ -94,9 +94,7 @@ class WakeFlow(SolverBase):
                 "y+": extrapolation.ZERO_GRADIENT,
             }
             bounds = geom.Box(x=DOMAIN[0], y=DOMAIN[1])
-            obstacle = fluid.Obstacle(
-                geom.Sphere(x=CYLINDER["x"], y=CYLINDER["y"], radius=CYLINDER["radius"])
-            )
+            obstacle = fluid.Obstacle(geom.Sphere(x=CYLINDER["x"], y=CYLINDER["y"], radius=CYLINDER["radius"]))
         return {"boundary": boundary, "bounds": bounds, "obstacle": obstacle, "TORCH": TORCH}
 
     def _wrap(self, state: Tensor) -> Any:
@@ -119,8 +117,13 @@ class WakeFlow(SolverBase):
         obstacle = self._phi["obstacle"]
         dt = self.dt
         adjoint = Solve("CG", self.tolerance, self.tolerance, max_iterations=self.max_iterations)
-        solve = Solve("CG", self.tolerance, self.tolerance, max_iterations=self.max_iterations,
-                      gradient_solve=adjoint)
+        solve = Solve(
+            "CG",
+            self.tolerance,
+            self.tolerance,
+            max_iterations=self.max_iterations,
+            gradient_solve=adjoint,
+        )
 
         def native_step(values: Any, viscosity: Any) -> Any:
             velocity = self._grid(values)

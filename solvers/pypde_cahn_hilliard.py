@@ -55,8 +55,7 @@ def _import_pde() -> Any:
         import pde
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise SolverError(
-            "the pypde-cahn-hilliard solver needs py-pde; install it with "
-            "pip install 'sciml-zoo[pypde]'"
+            "the pypde-cahn-hilliard solver needs py-pde; install it with pip install 'sciml-zoo[pypde]'"
         ) from exc
     return pde
 
@@ -92,9 +91,7 @@ def _parametric_pde_class() -> type:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_stepper(
-    nx: int, ny: int, length: float, inner_dt: float, backend: str
-) -> tuple[Any, Any]:
+def _compiled_stepper(nx: int, ny: int, length: float, inner_dt: float, backend: str) -> tuple[Any, Any]:
     """Return ``(work_field, stepper)`` for one grid; compiled once per process.
 
     ``stepper(field, t0, t1)`` advances ``field`` in place by
@@ -169,16 +166,13 @@ class CahnHilliardSolver(SolverBase):
         self.n_inner = max(1, math.ceil(self.dt / (_SAFETY * 2.0 / rate)))
         self.inner_dt = self.dt / self.n_inner
         self._state_shape = (1, ny, nx)
-        self.capabilities = Capabilities(
-            differentiable=False, batched=False, step_cost_s=self.n_inner * nx * ny * 5e-9
-        )
+        self.capabilities = Capabilities(differentiable=False, batched=False, step_cost_s=self.n_inner * nx * ny * 5e-9)
 
     # ------------------------------------------------------------------ protocol
     def _check_params(self, params: Tensor, batch: int) -> np.ndarray:
         if params.ndim != 2 or params.shape != (batch, 1):
             raise ValueError(
-                f"params must have shape ({batch}, 1) (interface_width per sample), "
-                f"got {tuple(params.shape)}"
+                f"params must have shape ({batch}, 1) (interface_width per sample), got {tuple(params.shape)}"
             )
         gamma = params[:, 0].detach().double().cpu().numpy()
         bad = ~np.isfinite(gamma) | (gamma <= 0) | (gamma > self.max_interface_width)
@@ -197,11 +191,7 @@ class CahnHilliardSolver(SolverBase):
         out = []
         for c, g in zip(state.detach().double().cpu().numpy(), gamma, strict=True):
             # uniform layout (y, x) -> py-pde layout (x, y)
-            out.append(
-                pde.FieldCollection(
-                    [pde.ScalarField(grid, c[0].T.copy()), pde.ScalarField(grid, float(g))]
-                )
-            )
+            out.append(pde.FieldCollection([pde.ScalarField(grid, c[0].T.copy()), pde.ScalarField(grid, float(g))]))
         return out
 
     def from_native(self, native: list[Any]) -> Tensor:
@@ -213,13 +203,10 @@ class CahnHilliardSolver(SolverBase):
         """Advance each sample by ``dt`` with py-pde's compiled Euler stepper."""
         if state.ndim != 4 or tuple(state.shape[1:]) != self._state_shape:
             raise ValueError(
-                f"state must have shape (B, {', '.join(map(str, self._state_shape))}), "
-                f"got {tuple(state.shape)}"
+                f"state must have shape (B, {', '.join(map(str, self._state_shape))}), got {tuple(state.shape)}"
             )
         gamma = self._check_params(params, len(state))
-        field, stepper = _compiled_stepper(
-            self.nx, self.ny, self.length, self.inner_dt, self.backend
-        )
+        field, stepper = _compiled_stepper(self.nx, self.ny, self.length, self.inner_dt, self.backend)
         data = state.detach().double().cpu().numpy()
         out = np.empty(data.shape, dtype=np.float32)
         for b in range(len(data)):
@@ -269,9 +256,7 @@ class CahnHilliardSolver(SolverBase):
         }
 
 
-def make_cahn_hilliard_solver(
-    *, resolution: tuple[int, int] = (32, 32), **options: Any
-) -> CahnHilliardSolver:
+def make_cahn_hilliard_solver(*, resolution: tuple[int, int] = (32, 32), **options: Any) -> CahnHilliardSolver:
     """Registry factory for :class:`CahnHilliardSolver`.
 
     Suggested pair: reference ``resolution=(64, 64)``, source ``(32, 32)`` with

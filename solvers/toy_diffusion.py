@@ -83,8 +83,6 @@ class ToyDiffusion(SolverBase):
         }
 
 
-def make_toy_solver(
-    *, resolution: tuple[int, int] = (16, 16), dt: float = 0.002, **options: object
-) -> ToyDiffusion:
+def make_toy_solver(*, resolution: tuple[int, int] = (16, 16), dt: float = 0.002, **options: object) -> ToyDiffusion:
     """Registry factory for :class:`ToyDiffusion`."""
     return ToyDiffusion(resolution=resolution, dt=dt, **options)  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from sciml_zoo.cli import main
@@ -17,8 +16,7 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sciml_zoo.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "sciml_zoo.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
@@ -36,8 +34,15 @@ def test_bad_config_key_is_one_line(tmp_path, toy_dataset):
 
 
 def test_missing_dataset_is_one_line(tmp_path):
-    proc = _run_cli("train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r"),
-                    "--method", "non")
+    proc = _run_cli(
+        "train",
+        "--data",
+        str(tmp_path / "missing.h5"),
+        "--out",
+        str(tmp_path / "r"),
+        "--method",
+        "non",
+    )
     _one_line_error(proc, "not found; generate it with `sciml-zoo generate`")
 
 
@@ -65,8 +70,20 @@ class _NaNSolver(ToyDiffusion):
 def test_nan_from_the_solver_is_one_line(tmp_path, toy_dataset, capsys):
     register("toy-diffusion", lambda **kw: _NaNSolver(**kw))
     try:
-        code = main(["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"), "--method", "non",
-                     "--iterations", "2", "--quiet"])
+        code = main(
+            [
+                "train",
+                "--data",
+                str(toy_dataset),
+                "--out",
+                str(tmp_path / "r"),
+                "--method",
+                "non",
+                "--iterations",
+                "2",
+                "--quiet",
+            ]
+        )
     finally:
         from sciml_zoo import registry
 
@@ -77,11 +94,43 @@ def test_nan_from_the_solver_is_one_line(tmp_path, toy_dataset, capsys):
 
 
 def test_train_and_evaluate_commands(tmp_path, toy_dataset, capsys):
-    assert main(["train", "--data", str(toy_dataset), "--out", str(tmp_path / "fo"), "--method", "fo-sol",
-                 "--unroll", "2", "--iterations", "3", "--set", "model.width=4", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(toy_dataset),
+                "--out",
+                str(tmp_path / "fo"),
+                "--method",
+                "fo-sol",
+                "--unroll",
+                "2",
+                "--iterations",
+                "3",
+                "--set",
+                "model.width=4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "FO-SOL: 3 iterations" in capsys.readouterr().out
-    assert main(["evaluate", "--data", str(toy_dataset), str(tmp_path / "fo"), "--steps", "5",
-                 "--out", str(tmp_path / "e.nc")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(toy_dataset),
+                str(tmp_path / "fo"),
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "e.nc"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| SRC |" in out and "| FO-SOL |" in out
     import xarray as xr

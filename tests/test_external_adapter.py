@@ -222,9 +222,7 @@ def test_garbage_reply_is_malformed_then_restarts(exe: Path) -> None:
     with burgers(exe, fault="garbage-after=1") as solver:
         x = initial(solver)[:1]
         solver.step(x, NU[:1])
-        with pytest.raises(
-            SolverError, match="malformed reply.*protocol header.*this is not a rep"
-        ):
+        with pytest.raises(SolverError, match="malformed reply.*protocol header.*this is not a rep"):
             solver.step(x, NU[:1])
         solver.step(x, NU[:1])
 
@@ -244,14 +242,10 @@ def test_nan_reply_is_reported(exe: Path) -> None:
 
 
 def test_short_and_wrongly_shaped_replies(fake: Path) -> None:
-    with make_external_solver(
-        command=[sys.executable, str(fake), "short"], resolution=(4, 4)
-    ) as solver:
+    with make_external_solver(command=[sys.executable, str(fake), "short"], resolution=(4, 4)) as solver:
         with pytest.raises(SolverError, match="stopped before replying: it exited with status 0"):
             solver.step(torch.ones(1, 1, 4, 4), torch.ones(1, 1))
-    with make_external_solver(
-        command=[sys.executable, str(fake), "wrongshape"], resolution=(4, 4)
-    ) as solver:
+    with make_external_solver(command=[sys.executable, str(fake), "wrongshape"], resolution=(4, 4)) as solver:
         with pytest.raises(SolverError, match="header says C,H,W,P = 1,5,4,0, expected 1,4,4,0"):
             solver.step(torch.ones(1, 1, 4, 4), torch.ones(1, 1))
 
@@ -264,9 +258,7 @@ def test_file_mode_faults(exe: Path, fake: Path) -> None:
         burgers(exe, mode="file", fault="hang-after=0", timeout_s=0.5).step(x, NU)
     with pytest.raises(SolverError, match="malformed reply"):
         burgers(exe, mode="file", fault="garbage-after=0").step(x, NU)
-    silent = make_external_solver(
-        command=[sys.executable, str(fake), "silent-exit"], resolution=(4, 4), mode="file"
-    )
+    silent = make_external_solver(command=[sys.executable, str(fake), "silent-exit"], resolution=(4, 4), mode="file")
     with pytest.raises(SolverError, match="wrote no output file"):
         silent.step(torch.ones(1, 1, 4, 4), torch.ones(1, 1))
 

@@ -116,6 +116,10 @@ def test_fast_downsample_equals_phiflows_staggered_downsample2x():
     state = torch.randn(2, *fine.state_shape)
     state = fine.from_native(fine.to_native(state, re))  # canonical padding
     for factor in (2, 4):
-        torch.testing.assert_close(fine.downsample(state, factor), fine.downsample_phiflow(state, factor),
-                                   atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(
+            fine.downsample(state, factor),
+            fine.downsample_phiflow(state, factor),
+            atol=1e-6,
+            rtol=1e-6,
+        )
     assert fine.downsample(state, 4).shape == (2, 2, 17, 9)

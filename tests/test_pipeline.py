@@ -22,7 +22,14 @@ def test_compare_runs_end_to_end_and_records_everything(tmp_path):
     assert rows["FO-SOL"]["mae"] < 0.7 * rows["SRC"]["mae"]
     assert rows["NON"]["mae"] < 0.7 * rows["SRC"]["mae"]
     assert rows["FO-SOL"]["train_solver_steps"] == 150 * 3 * 4
-    for name in ("results.md", "results.csv", "errors.nc", "results.json", "error_vs_step.png", "fields.png"):
+    for name in (
+        "results.md",
+        "results.csv",
+        "errors.nc",
+        "results.json",
+        "error_vs_step.png",
+        "fields.png",
+    ):
         assert (tmp_path / name).is_file(), name
     errors = xr.open_dataset(tmp_path / "errors.nc")
     assert errors["mae"].sizes == {"method": 3, "sim": 2, "step": 20}
@@ -42,16 +49,34 @@ def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path):
     from sciml_zoo.train.loop import RunConfig, train
 
     recipe = DatasetRecipe(
-        name="burgers", solver="burgers-c", source_resolution=(8, 8), reference_resolution=(16, 16),
-        param_names=("viscosity",), train_params=((0.01,), (0.03,)), test_params=((0.02,),),
-        warmup_steps=2, num_frames=8, solver_options={"dt": 0.1},
+        name="burgers",
+        solver="burgers-c",
+        source_resolution=(8, 8),
+        reference_resolution=(16, 16),
+        param_names=("viscosity",),
+        train_params=((0.01,), (0.03,)),
+        test_params=((0.02,),),
+        warmup_steps=2,
+        num_frames=8,
+        solver_options={"dt": 0.1},
     )
     data = generate_dataset(recipe, tmp_path / "b.h5", progress=False)
     weights = []
     for workers in (0, 2):
-        cfg = TrainConfig(method="zo-sol", estimator="state-rge", estimator_options={"num_directions": 2},
-                          unroll=2, iterations=3, batch_size=2, lr=1e-3, workers=workers)
-        train(RunConfig(str(data), ModelConfig(width=4, kernel_size=3), cfg), tmp_path / f"w{workers}",
-              progress=False)
+        cfg = TrainConfig(
+            method="zo-sol",
+            estimator="state-rge",
+            estimator_options={"num_directions": 2},
+            unroll=2,
+            iterations=3,
+            batch_size=2,
+            lr=1e-3,
+            workers=workers,
+        )
+        train(
+            RunConfig(str(data), ModelConfig(width=4, kernel_size=3), cfg),
+            tmp_path / f"w{workers}",
+            progress=False,
+        )
         weights.append(torch.load(tmp_path / f"w{workers}" / "checkpoint.pt", weights_only=False)["model"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -52,9 +52,7 @@ def _mean_comparison(solver, state, params, estimator: str, **options):
 @pytest.mark.parametrize("estimator", ["rge", "identity-rge"])
 def test_random_directions_converge_to_autograd_as_queries_grow(estimator):
     solver, state, params = _setup(resolution=8)  # d = 64 state entries
-    results = [
-        _mean_comparison(solver, state, params, estimator, num_directions=q) for q in (4, 16, 64)
-    ]
+    results = [_mean_comparison(solver, state, params, estimator, num_directions=q) for q in (4, 16, 64)]
     cosines, errors = zip(*results, strict=True)
     # the error norm shrinks monotonically (nested spans); identity-rge's cosine may dip at
     # intermediate q (a partial projection adds a component orthogonal to the truth)
@@ -70,9 +68,7 @@ def test_rge_least_squares_is_exact_projection_not_average():
     solver, state, params = _setup(resolution=8)
     v = torch.randn(state.shape, dtype=state.dtype)
     gen = torch.Generator().manual_seed(3)
-    est = vjp_estimate(
-        solver.step, state, params, v, estimator="rge", num_directions=64, generator=gen, mu=1e-5
-    )
+    est = vjp_estimate(solver.step, state, params, v, estimator="rge", num_directions=64, generator=gen, mu=1e-5)
     torch.testing.assert_close(est, exact_vjp(solver.step, state, params, v), rtol=1e-7, atol=1e-8)
 
 
@@ -83,9 +79,7 @@ def test_stencil_fit_is_near_exact_on_translation_invariant_solver(probes):
     cos, rel = _mean_comparison(solver, state, params, "stencil", kernel_size=3, **common)
     assert cos > 0.99 and rel < 0.05, (cos, rel)
     # the cubic reaction makes the diagonal vary with the state; quadratic features capture it
-    cos_q, rel_q = _mean_comparison(
-        solver, state, params, "stencil", features="quadratic", **common
-    )
+    cos_q, rel_q = _mean_comparison(solver, state, params, "stencil", features="quadratic", **common)
     assert cos_q > 0.99999 and rel_q < rel / 10, (rel_q, rel)
     # with far fewer queries (2 per sample) than random directions need (32 here)
     cos_r, _ = _mean_comparison(solver, state, params, "rge", num_directions=16)
@@ -230,9 +224,7 @@ def test_mask_perturbs_and_returns_valid_entries_only(estimator):
     est = vjp_estimate(spy, state, params, v, estimator=estimator, mask=mask)
     probes = seen[-1].view(-1, *state.shape)
     assert torch.equal(probes[..., 0, :], state[None, :, :, 0, :].expand_as(probes[..., 0, :]))
-    assert not torch.equal(
-        probes[..., 1:, :], state[None, :, :, 1:, :].expand_as(probes[..., 1:, :])
-    )
+    assert not torch.equal(probes[..., 1:, :], state[None, :, :, 1:, :].expand_as(probes[..., 1:, :]))
     assert torch.equal(est[:, :, 0, :], torch.zeros_like(est[:, :, 0, :]))
     assert float(est[:, :, 1:, :].abs().sum()) > 0
 

@@ -25,7 +25,11 @@ def _weights(run_dir):
 
 @pytest.mark.parametrize("method", ["non", "fo-sol"])
 def test_training_lowers_the_loss(tmp_path, toy_dataset, method):
-    summary = train(_cfg(toy_dataset, method=method, iterations=40, checkpoint_every=40), tmp_path, progress=False)
+    summary = train(
+        _cfg(toy_dataset, method=method, iterations=40, checkpoint_every=40),
+        tmp_path,
+        progress=False,
+    )
     log = (tmp_path / "log.csv").read_text().splitlines()[1:]
     losses = [float(row.split(",")[1]) for row in log]
     assert len(losses) == 40

@@ -56,9 +56,7 @@ def make_loss(model: nn.Module, *args: Tensor, log: list | None = None):
         if not perturbed:
             return loss_at(base)[None]
         names = list(perturbed)
-        return torch.vmap(lambda *v: loss_at({**base, **dict(zip(names, v, strict=True))}))(
-            *perturbed.values()
-        )
+        return torch.vmap(lambda *v: loss_at({**base, **dict(zip(names, v, strict=True))}))(*perturbed.values())
 
     return batched_loss
 
@@ -97,10 +95,7 @@ def test_rge_error_shrinks_with_directions():
     errs = []
     for q in (4, 64, 512):
         est = RGE(num_directions=q, mu=1e-5, central=True, query_batch=64)
-        e = [
-            rel_err((est.estimate(model, loss, generator=gen(s)), flat_grad(model))[1], g)
-            for s in range(4)
-        ]
+        e = [rel_err((est.estimate(model, loss, generator=gen(s)), flat_grad(model))[1], g) for s in range(4)]
         errs.append(sum(e) / len(e))
         assert est.queries_last == 2 * q + 1
     assert errs[0] > errs[1] > errs[2], errs
@@ -122,10 +117,7 @@ def test_sparse_cge_error_shrinks_with_density_and_cge_with_mu():
     errs = []
     for sparsity in (0.9, 0.5, 0.0):
         est = SparseCGE(ratios=sparsity, mu=1e-6)
-        e = [
-            rel_err((est.estimate(model, loss, generator=gen(s)), flat_grad(model))[1], g)
-            for s in range(5)
-        ]
+        e = [rel_err((est.estimate(model, loss, generator=gen(s)), flat_grad(model))[1], g) for s in range(5)]
         errs.append(sum(e) / len(e))
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4, errs
     cge_errs = []
@@ -205,9 +197,7 @@ def test_zo_grasp_ratios_hit_target_and_find_the_dead_layer():
 
     model = TwoLayer()
     x = torch.randn(8, 4, generator=gen(1), dtype=torch.float64)
-    ratios = zo_grasp_ratios(
-        model, make_loss(model, x), target_sparsity=0.5, mu=1e-3, generator=gen(0)
-    )
+    ratios = zo_grasp_ratios(model, make_loss(model, x), target_sparsity=0.5, mu=1e-3, generator=gen(0))
     assert set(ratios) == {n for n, _ in model.named_parameters()}
     assert all(0.0 <= r <= 1.0 for r in ratios.values())
     assert ratios["live.bias"] == ratios["dead.bias"] == 0.0

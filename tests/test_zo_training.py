@@ -22,7 +22,8 @@ def setup(toy_dataset):
     model = build_model(SMALL, data, seed=0)
     solver = source_solver(data)
     windows = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=3).sample(
-        2, torch.Generator().manual_seed(0))
+        2, torch.Generator().manual_seed(0)
+    )
     return model, solver, windows
 
 
@@ -70,13 +71,26 @@ def _assert_black_box(monkeypatch):
 
 @pytest.mark.parametrize(
     ("estimator", "options"),
-    [("identity", {}), ("stencil", {}), ("rge", {"num_directions": 16, "central": True}),
-     ("sparse-cge", {"sparsity": 0.5, "grasp_directions": 16})],
+    [
+        ("identity", {}),
+        ("stencil", {}),
+        ("rge", {"num_directions": 16, "central": True}),
+        ("sparse-cge", {"sparsity": 0.5, "grasp_directions": 16}),
+    ],
 )
 def test_zo_sol_lowers_the_loss_through_a_black_box_solver(tmp_path, toy_dataset, monkeypatch, estimator, options):
     _assert_black_box(monkeypatch)
-    cfg = TrainConfig(method="zo-sol", estimator=estimator, estimator_options=options, unroll=3, iterations=30,
-                      batch_size=2, lr=3e-3, checkpoint_every=30, seed=0)
+    cfg = TrainConfig(
+        method="zo-sol",
+        estimator=estimator,
+        estimator_options=options,
+        unroll=3,
+        iterations=30,
+        batch_size=2,
+        lr=3e-3,
+        checkpoint_every=30,
+        seed=0,
+    )
     summary = train(RunConfig(str(toy_dataset), SMALL, cfg), tmp_path, progress=False)
     losses = [float(r.split(",")[1]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
     assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6

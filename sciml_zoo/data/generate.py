@@ -49,9 +49,7 @@ def _load_partial(path: Path, key: str) -> tuple[int, torch.Tensor, list[np.ndar
     try:
         with h5py.File(path, "r") as f:
             if f.attrs["recipe_key"] != key:
-                raise DataError(
-                    f"{path} belongs to a different recipe; delete it to start over"
-                )
+                raise DataError(f"{path} belongs to a different recipe; delete it to start over")
             step = int(f.attrs["step"])
             fine = torch.from_numpy(f["fine"][...])
             frames = list(np.moveaxis(f["frames"][...], 1, 0)) if "frames" in f else []

@@ -58,8 +58,7 @@ class DatasetRecipe:
             raise ConfigError(f"resolutions must be (nx, ny) pairs, got {src} and {ref}")
         if ref[0] % src[0] or ref[1] % src[1] or ref[0] // src[0] != ref[1] // src[1]:
             raise ConfigError(
-                f"reference_resolution {ref} must be the same integer multiple of "
-                f"source_resolution {src} in x and y"
+                f"reference_resolution {ref} must be the same integer multiple of source_resolution {src} in x and y"
             )
         for label, rows in (("train_params", self.train_params), ("test_params", self.test_params)):
             if not rows:

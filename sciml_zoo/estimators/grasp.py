@@ -143,8 +143,7 @@ def coordinate_subsets(
     """
     if isinstance(ratios, Mapping) and (unknown := set(ratios) - set(params)):
         raise ConfigError(
-            f"sparsity ratios name unknown parameter(s) {sorted(unknown)}; "
-            f"trainable parameters are {sorted(params)}"
+            f"sparsity ratios name unknown parameter(s) {sorted(unknown)}; trainable parameters are {sorted(params)}"
         )
     subsets = {}
     for name, p in params.items():

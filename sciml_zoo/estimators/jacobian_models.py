@@ -141,9 +141,7 @@ def finite_difference_jvp(
         out = step(rows, rows_params)
     else:
         chunks = range(0, len(rows), query_batch)
-        out = torch.cat(
-            [step(rows[i : i + query_batch], rows_params[i : i + query_batch]) for i in chunks]
-        )
+        out = torch.cat([step(rows[i : i + query_batch], rows_params[i : i + query_batch]) for i in chunks])
     out = out.reshape(signed.shape[1], b, *state.shape[1:]).transpose(0, 1)
     if output is not None:
         return (out - output[:, None]) / h

@@ -118,9 +118,7 @@ def _options(estimator: str, options: dict[str, Any]) -> dict[str, Any]:
     valid = {**_COMMON, **_DEFAULTS[estimator]}
     bad = sorted(set(options) - set(valid))
     if bad:
-        raise ConfigError(
-            f"option(s) {bad} not valid for estimator {estimator!r}; valid: {sorted(valid)}"
-        )
+        raise ConfigError(f"option(s) {bad} not valid for estimator {estimator!r}; valid: {sorted(valid)}")
     opts = {**valid, **options}
 
     def need(ok: bool, key: str, fix: str) -> None:
@@ -282,9 +280,7 @@ class ZOStep:
     shape or parameters also triggers a refit).
     """
 
-    def __init__(
-        self, step: StepFn, estimator: str, opts: dict[str, Any], counter: StepCounter | None
-    ) -> None:
+    def __init__(self, step: StepFn, estimator: str, opts: dict[str, Any], counter: StepCounter | None) -> None:
         self.step = counting(step, counter) if counter is not None else step
         self.estimator = _Estimator(estimator, opts)
         self._checked = False
@@ -295,9 +291,7 @@ class ZOStep:
         self.estimator.reset()
 
     def __call__(self, state: Tensor, params: Tensor) -> Tensor:
-        if self.estimator.name == "stop-gradient" or not (
-            torch.is_grad_enabled() and state.requires_grad
-        ):
+        if self.estimator.name == "stop-gradient" or not (torch.is_grad_enabled() and state.requires_grad):
             return self.step(state, params)
         if not self._checked and "mu" in self.estimator.opts:
             check_step_size(state, self.estimator.opts["mu"])  # fail at first use, not in backward
@@ -305,9 +299,7 @@ class ZOStep:
         return _ZOFunction.apply(state, params, self)
 
 
-def make_zo_step(
-    step: StepFn, *, estimator: str, counter: StepCounter | None = None, **options: Any
-) -> ZOStep:
+def make_zo_step(step: StepFn, *, estimator: str, counter: StepCounter | None = None, **options: Any) -> ZOStep:
     """Wrap a black-box step so that backprop through it uses a ZO ``J^T v``.
 
     Args:
@@ -406,8 +398,6 @@ def compare_vjp(
     return VJPComparison(cos, rel)
 
 
-def vjp_cosine(
-    step: StepFn, state: Tensor, params: Tensor, v: Tensor, *, estimator: str, **options: Any
-) -> Tensor:
+def vjp_cosine(step: StepFn, state: Tensor, params: Tensor, v: Tensor, *, estimator: str, **options: Any) -> Tensor:
     """Cosine similarity ``(B,)`` of the estimated and the autograd ``J^T v``."""
     return compare_vjp(step, state, params, v, estimator=estimator, **options).cosine

@@ -155,22 +155,17 @@ class RGE(_ZerothOrder):
 
         def as_dict(points: Tensor) -> dict[str, Tensor]:
             parts = torch.split(points, numels, dim=1)
-            return {
-                n: part.reshape(len(points), *shapes[n])
-                for n, part in zip(shapes, parts, strict=True)
-            }
+            return {n: part.reshape(len(points), *shapes[n]) for n, part in zip(shapes, parts, strict=True)}
 
         grad = torch.zeros_like(flat)
         done = 0
         while done < self.num_directions:
             n = min(self._directions_per_call, self.num_directions - done)
-            u = torch.randn(
-                (n, flat.numel()), generator=generator, dtype=flat.dtype, device=generator.device
-            ).to(flat.device)
+            u = torch.randn((n, flat.numel()), generator=generator, dtype=flat.dtype, device=generator.device).to(
+                flat.device
+            )
             if self.central:
-                losses = self._query(
-                    batched_loss, as_dict(torch.cat([flat + self.mu * u, flat - self.mu * u]))
-                )
+                losses = self._query(batched_loss, as_dict(torch.cat([flat + self.mu * u, flat - self.mu * u])))
                 slopes = (losses[:n] - losses[n:]) / (2 * self.mu)
             else:
                 slopes = (self._query(batched_loss, as_dict(flat + self.mu * u)) - f0) / self.mu
@@ -180,14 +175,10 @@ class RGE(_ZerothOrder):
         parts = torch.split(grad, numels)
         return {n: g.view(shapes[n]) for n, g in zip(shapes, parts, strict=True)}, f0
 
-    def estimate(
-        self, model: nn.Module, batched_loss: BatchedLoss, *, generator: torch.Generator
-    ) -> Tensor:
+    def estimate(self, model: nn.Module, batched_loss: BatchedLoss, *, generator: torch.Generator) -> Tensor:
         """Write ``.grad`` on every trainable parameter; return the loss at θ."""
         params = trainable_parameters(model)
-        grads, f0 = self.estimate_at(
-            params, batched_loss, generator=generator, theta_is_current=True
-        )
+        grads, f0 = self.estimate_at(params, batched_loss, generator=generator, theta_is_current=True)
         _write_grads(params, grads)
         return f0
 
@@ -205,14 +196,10 @@ class CGE(_ZerothOrder):
     def __init__(self, *, mu: float = 5e-3, central: bool = False, query_batch: int = 64) -> None:
         super().__init__(mu=mu, central=central, query_batch=query_batch)
 
-    def _coordinates(
-        self, params: Mapping[str, Tensor], generator: torch.Generator
-    ) -> dict[str, Tensor]:
+    def _coordinates(self, params: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
         return {n: torch.arange(p.numel(), device=p.device) for n, p in params.items()}
 
-    def estimate(
-        self, model: nn.Module, batched_loss: BatchedLoss, *, generator: torch.Generator
-    ) -> Tensor:
+    def estimate(self, model: nn.Module, batched_loss: BatchedLoss, *, generator: torch.Generator) -> Tensor:
         """Write ``.grad`` on every trainable parameter; return the loss at θ.
 
         Coordinates outside the estimated set get gradient 0.
@@ -289,9 +276,7 @@ class SparseCGE(CGE):
         """Current coordinate subsets (name -> sorted flat indices), or None."""
         return self._subsets
 
-    def _coordinates(
-        self, params: Mapping[str, Tensor], generator: torch.Generator
-    ) -> dict[str, Tensor]:
+    def _coordinates(self, params: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
         from sciml_zoo.estimators.grasp import coordinate_subsets  # grasp imports this module
 
         stale = self._subsets is None or set(self._subsets) != set(params)
@@ -325,19 +310,15 @@ def make_weight_space_estimator(name: str, **options: Any) -> RGE | CGE | Sparse
     """
     if name not in WEIGHT_SPACE_ESTIMATORS:
         raise ConfigError(
-            f"unknown weight-space estimator {name!r}; choose one of "
-            f"{', '.join(WEIGHT_SPACE_ESTIMATORS)}"
+            f"unknown weight-space estimator {name!r}; choose one of {', '.join(WEIGHT_SPACE_ESTIMATORS)}"
         )
     cls = WEIGHT_SPACE_ESTIMATORS[name]
     sig = inspect.signature(cls.__init__)
     valid = [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
-    required = [
-        p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty
-    ]
+    required = [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
     if unknown := sorted(set(options) - set(valid)):
         raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for estimator {name!r}; "
-            f"valid options: {', '.join(valid)}"
+            f"unknown option(s) {', '.join(unknown)} for estimator {name!r}; valid options: {', '.join(valid)}"
         )
     if missing := [r for r in required if r not in options]:
         raise ConfigError(f"estimator {name!r} needs option(s) {', '.join(missing)}")

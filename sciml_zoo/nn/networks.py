@@ -22,7 +22,7 @@ def sol_cnn(in_channels: int, out_channels: int, *, width: int = 32, kernel_size
     pad = kernel_size // 2
     layers: list[nn.Module] = []
     channels = [in_channels, width, width, width]
-    for c_in, c_out in zip(channels[:-1], channels[1:]):
+    for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
         layers += [nn.Conv2d(c_in, c_out, kernel_size, padding=pad), nn.LeakyReLU(0.2)]
     layers.append(nn.Conv2d(width, out_channels, kernel_size, padding=pad))
     return nn.Sequential(*layers)

@@ -9,7 +9,13 @@ import torch
 
 from sciml_zoo.errors import ConfigError
 
-__all__ = ["ModelConfig", "TrainConfig", "METHODS", "SOLVER_SPACE_ESTIMATORS", "WEIGHT_SPACE_ESTIMATORS"]
+__all__ = [
+    "ModelConfig",
+    "TrainConfig",
+    "METHODS",
+    "SOLVER_SPACE_ESTIMATORS",
+    "WEIGHT_SPACE_ESTIMATORS",
+]
 
 METHODS = ("non", "fo-sol", "zo-sol")
 WEIGHT_SPACE_ESTIMATORS = ("rge", "cge", "sparse-cge")
@@ -80,8 +86,7 @@ class TrainConfig:
             valid = WEIGHT_SPACE_ESTIMATORS + SOLVER_SPACE_ESTIMATORS
             if self.estimator not in valid:
                 raise ConfigError(
-                    f"zo-sol needs train.estimator (--estimator) from {', '.join(valid)}; "
-                    f"got {self.estimator!r}"
+                    f"zo-sol needs train.estimator (--estimator) from {', '.join(valid)}; got {self.estimator!r}"
                 )
         elif self.estimator is not None:
             raise ConfigError(f"train.estimator is only used with method zo-sol, not {self.method!r}")

@@ -62,8 +62,16 @@ class WeightSpaceGradient:
     batch, at ``sparsity`` (default 0.9), and are kept in the checkpoint.
     """
 
-    def __init__(self, model: CorrectionNet, step: StepFn, *, steps: int, name: str,
-                 options: dict[str, Any], reuse: bool = True) -> None:
+    def __init__(
+        self,
+        model: CorrectionNet,
+        step: StepFn,
+        *,
+        steps: int,
+        name: str,
+        options: dict[str, Any],
+        reuse: bool = True,
+    ) -> None:
         from sciml_zoo.estimators.weight_space import make_weight_space_estimator
 
         self.model, self.step, self.steps, self.name, self.reuse = model, step, steps, name, reuse
@@ -82,8 +90,11 @@ class WeightSpaceGradient:
                 from sciml_zoo.estimators.grasp import zo_grasp_ratios
 
                 self.ratios = zo_grasp_ratios(
-                    self.model, batched_loss, target_sparsity=self.sparsity,
-                    num_directions=self.grasp_directions, mu=self.options.get("mu", 5e-3),
+                    self.model,
+                    batched_loss,
+                    target_sparsity=self.sparsity,
+                    num_directions=self.grasp_directions,
+                    mu=self.options.get("mu", 5e-3),
                     generator=generator,
                 )
             self.estimator = self._make(self.name, ratios=self.ratios, **self.options)
@@ -125,7 +136,11 @@ def black_box_step(
 
 
 def make_gradient(
-    cfg: TrainConfig, model: CorrectionNet, solver: Solver, counter: StepCounter, *,
+    cfg: TrainConfig,
+    model: CorrectionNet,
+    solver: Solver,
+    counter: StepCounter,
+    *,
     solver_spec: tuple[str, dict[str, Any]] | None = None,
 ) -> Any:
     """Build the gradient source for ``cfg.method`` (and ``cfg.estimator``).
@@ -144,7 +159,6 @@ def make_gradient(
         from sciml_zoo.estimators.solver_space import make_zo_step
 
         name = _SOLVER_SPACE_NAMES.get(cfg.estimator, cfg.estimator)
-        step = make_zo_step(raw, estimator=name, counter=counter,
-                            mask=model.mask.bool(), **cfg.estimator_options)
+        step = make_zo_step(raw, estimator=name, counter=counter, mask=model.mask.bool(), **cfg.estimator_options)
         return BackpropGradient(model, step, steps=cfg.steps)
     return WeightSpaceGradient(model, bb, steps=cfg.steps, name=cfg.estimator, options=cfg.estimator_options)

@@ -90,7 +90,14 @@ def build_model(config: ModelConfig, data: TrainingData, *, seed: int) -> Correc
     """A freshly initialised correction network with training-set normalisation."""
     torch.manual_seed(seed)
     c, p = data.states.shape[2], data.params.shape[1]
-    body = build_body(config.arch, c + p, c, width=config.width, kernel_size=config.kernel_size, blocks=config.blocks)
+    body = build_body(
+        config.arch,
+        c + p,
+        c,
+        width=config.width,
+        kernel_size=config.kernel_size,
+        blocks=config.blocks,
+    )
     norm = Normalization.from_training_data(data.states[data.train_idx], data.params[data.train_idx], data.mask)
     return CorrectionNet(body, norm, data.mask)
 
@@ -167,12 +174,21 @@ def train(
     opt, sched = _make_optimizer(cfg, model)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     counter = StepCounter()
-    gradient = make_gradient(cfg, model, solver, counter,
-                             solver_spec=(data.recipe.solver, data.recipe.solver_kwargs("source")))
+    gradient = make_gradient(
+        cfg,
+        model,
+        solver,
+        counter,
+        solver_spec=(data.recipe.solver, data.recipe.solver_kwargs("source")),
+    )
     sampler = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=cfg.steps)
     start, elapsed, log = 0, 0.0, []
-    record = {"config": to_jsonable(config), "seed": cfg.seed, "versions": environment(),
-              "dataset": {k: data.attrs.get(k) for k in ("path", "recipe", "versions")}}
+    record = {
+        "config": to_jsonable(config),
+        "seed": cfg.seed,
+        "versions": environment(),
+        "dataset": {k: data.attrs.get(k) for k in ("path", "recipe", "versions")},
+    }
 
     if resume:
         ckpt = _load_checkpoint(ckpt_path)
@@ -191,18 +207,29 @@ def train(
 
     def save(iteration: int) -> None:
         state = {
-            "config": to_jsonable(config), "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "config": to_jsonable(config),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict() if sched is not None else None,
-            "generator": gen.get_state(), "gradient": gradient.state_dict(), "iteration": iteration,
-            "wall_s": elapsed, "log": log, "solver_steps": counter.sample_steps,
+            "generator": gen.get_state(),
+            "gradient": gradient.state_dict(),
+            "iteration": iteration,
+            "wall_s": elapsed,
+            "log": log,
+            "solver_steps": counter.sample_steps,
         }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
         _write_log(run_dir / "log.csv", log)
 
     end = cfg.iterations if stop_after is None else min(cfg.iterations, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=cfg.iterations, disable=not progress,
-               desc=f"train {cfg.label}")
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=cfg.iterations,
+        disable=not progress,
+        desc=f"train {cfg.label}",
+    )
     it = start
     try:
         for it in bar:
@@ -214,8 +241,14 @@ def train(
             if sched is not None:
                 sched.step()
             elapsed += time.perf_counter() - t0
-            log.append({"iteration": it + 1, "loss": float(loss), "solver_steps": counter.sample_steps,
-                        "wall_s": round(elapsed, 4)})
+            log.append(
+                {
+                    "iteration": it + 1,
+                    "loss": float(loss),
+                    "solver_steps": counter.sample_steps,
+                    "wall_s": round(elapsed, 4),
+                }
+            )
             bar.set_postfix(loss=f"{float(loss):.4g}", steps=counter.sample_steps)
             if (it + 1) % cfg.checkpoint_every == 0:
                 save(it + 1)
@@ -226,9 +259,14 @@ def train(
     finally:
         bar.close()
     save(it)
-    summary = {**record, "label": cfg.label, "iterations_done": it,
-               "final_loss": log[-1]["loss"] if log else None,
-               "train_solver_steps": counter.sample_steps, "train_wall_s": elapsed}
+    summary = {
+        **record,
+        "label": cfg.label,
+        "iterations_done": it,
+        "final_loss": log[-1]["loss"] if log else None,
+        "train_solver_steps": counter.sample_steps,
+        "train_wall_s": elapsed,
+    }
     if it >= cfg.iterations:
         write_json(run_dir / "summary.json", summary)
     return summary

@@ -105,7 +105,7 @@ def make_batched_sol_loss(
     def run_body(start: int, h: Tensor, perturbed: dict[str, Tensor]) -> Tensor:
         for i in range(start, len(body)):
             prefix = f"body.{i}."
-            local = {k[len(prefix):]: v for k, v in perturbed.items() if k.startswith(prefix)}
+            local = {k[len(prefix) :]: v for k, v in perturbed.items() if k.startswith(prefix)}
             h = functional_call(body[i], local, (h,), strict=False) if local else body[i](h)
         return h
 
@@ -119,16 +119,18 @@ def make_batched_sol_loss(
             else:
                 start = step(windows.initial.repeat(q, 1, 1, 1), windows.params.repeat(q, 1)).view(q, *first.shape)
                 feats = torch.vmap(lambda s: model.features(s, windows.params))(start)
-                out = torch.vmap(lambda p, h: run_body(0, h, p))(perturbed, feats) if perturbed else body(feats[0])[None]
+                out = (
+                    torch.vmap(lambda p, h: run_body(0, h, p))(perturbed, feats) if perturbed else body(feats[0])[None]
+                )
             state = start + model.output(out.flatten(0, 1)).view(q, *first.shape)
             states = [state]
             params = windows.params.repeat(q, 1)
             for _ in range(steps - 1):
                 flat = step(state.flatten(0, 1), params).view_as(state)
                 if perturbed:
-                    corr = torch.vmap(
-                        lambda p, s: functional_call(model, p, (s, windows.params), strict=False)
-                    )(perturbed, flat)
+                    corr = torch.vmap(lambda p, s: functional_call(model, p, (s, windows.params), strict=False))(
+                        perturbed, flat
+                    )
                 else:
                     corr = model(flat[0], windows.params)[None]
                 state = flat + corr
