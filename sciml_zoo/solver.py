@@ -247,3 +247,22 @@ def relative_step_size(state: Tensor, *, mu: float) -> float:
 
 
 __all__.append("relative_step_size")
+
+
+def block_average(state: Tensor, factor: int) -> Tensor:
+    """Restrict a cell-centred ``(B, C, H, W)`` state by averaging ``factor x factor`` blocks.
+
+    The default ``downsample`` of cell-centred adapters: it conserves the mean
+    of every block (mass, momentum). Staggered layouts need their own.
+
+    Raises:
+        ValueError: ``factor`` does not divide both grid sizes.
+    """
+    if factor < 1 or state.shape[-1] % factor or state.shape[-2] % factor:
+        raise ValueError(
+            f"cannot downsample a {tuple(state.shape[-2:])} grid by {factor}; the factor must divide both grid sizes"
+        )
+    return torch.nn.functional.avg_pool2d(state, factor)
+
+
+__all__.append("block_average")

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
+from sciml_zoo.solver import block_average
 from solvers.external import ExternalSolver
 
 __all__ = ["BurgersCSolver", "build_example_solver", "example_source", "make_burgers_c_solver"]
@@ -183,12 +183,7 @@ class BurgersCSolver(ExternalSolver):
 
     def downsample(self, state: Tensor, factor: int) -> Tensor:
         """Block-average ``(B, 2, ny, nx)`` onto a grid ``factor`` times coarser."""
-        if factor < 1 or state.shape[-1] % factor or state.shape[-2] % factor:
-            raise ValueError(
-                f"cannot downsample a {tuple(state.shape[-2:])} grid by {factor}; "
-                "the factor must divide both grid sizes"
-            )
-        return F.avg_pool2d(state, factor)
+        return block_average(state, factor)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
-from sciml_zoo.solver import Capabilities, SolverBase
+from sciml_zoo.solver import Capabilities, SolverBase, block_average
 
 __all__ = ["CahnHilliardSolver", "make_cahn_hilliard_solver"]
 
@@ -231,12 +230,7 @@ class CahnHilliardSolver(SolverBase):
 
     def downsample(self, state: Tensor, factor: int) -> Tensor:
         """Block-average ``(B, 1, ny, nx)`` onto a grid ``factor`` times coarser (same mean)."""
-        if factor < 1 or state.shape[-1] % factor or state.shape[-2] % factor:
-            raise ValueError(
-                f"cannot downsample a {tuple(state.shape[-2:])} grid by {factor}; "
-                "the factor must divide both grid sizes"
-            )
-        return F.avg_pool2d(state, factor)
+        return block_average(state, factor)
 
     def describe(self) -> dict[str, Any]:
         pde = _import_pde()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
+from sciml_zoo.solver import Capabilities, SolverBase, block_average
 
 __all__ = ["ToyDiffusion", "make_toy_solver"]
 
@@ -72,7 +72,7 @@ class ToyDiffusion(SolverBase):
         return torch.stack(fields)[:, None].float()
 
     def downsample(self, state: Tensor, factor: int) -> Tensor:
-        return F.avg_pool2d(state, factor)
+        return block_average(state, factor)
 
     def describe(self) -> dict:
         return {
