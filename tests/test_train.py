@@ -105,3 +105,16 @@ def test_refuses_to_overwrite_a_run_and_to_resume_a_different_config(tmp_path, t
 def test_bad_train_config_names_the_problem(kw, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kw)
+
+
+def test_normalisation_uses_training_simulations_only(toy_dataset):
+    from sciml_zoo.train.loop import build_model
+
+    data = load_training_data(toy_dataset)
+    norm = build_model(SMALL, data, seed=0).norm
+    train_states = data.states[data.train_idx]
+    torch.testing.assert_close(norm.state_std, train_states.std().reshape(1))
+    torch.testing.assert_close(norm.param_mean, data.params[data.train_idx].mean(0))
+    torch.testing.assert_close(norm.param_std, data.params[data.train_idx].std(0))
+    assert not torch.allclose(norm.param_std, data.params.std(0))  # test sims would change it
+    assert not torch.allclose(norm.state_std, data.states.std().reshape(1))
