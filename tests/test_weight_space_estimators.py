@@ -107,7 +107,8 @@ def test_forward_rge_matches_gradient_at_fixed_seed():
     est = RGE(num_directions=2000, mu=1e-5, query_batch=500)
     f0 = est.estimate(model, loss, generator=gen(0))
     cos = torch.nn.functional.cosine_similarity(flat_grad(model), true_grad(model, x), dim=0)
-    assert cos > 0.9 and est.queries_last == 2001
+    # θ once, 2000 directions, plus one paired baseline in each of 5 calls of <= 499 directions
+    assert cos > 0.9 and est.queries_last == 1 + 2000 + 5
     assert torch.allclose(f0, loss({})[0]) and f0.dim() == 0
 
 
@@ -233,7 +234,8 @@ def test_sparse_cge_subsets_redraw_and_reproduce():
             assert torch.equal(nonzero, est.subsets[n]), n
     assert len(drawn[0]["0.weight"]) == 3 and len(drawn[0]["2.weight"]) == 2
     assert len(drawn[0]["0.bias"]) == 3  # biases: always all coordinates
-    assert est.queries_last == 1 + 3 + 2 + 3 + 1
+    # θ, the subset sizes (3 + 2 + 3 + 1), and one paired baseline per tensor (one call each)
+    assert est.queries_last == 1 + (3 + 2 + 3 + 1) + 4
     assert all(torch.equal(drawn[i]["0.weight"], drawn[0]["0.weight"]) for i in (1, 2))
     assert not torch.equal(drawn[3]["0.weight"], drawn[0]["0.weight"])
     params = dict(model.named_parameters())
@@ -264,3 +266,21 @@ def test_bad_names_and_options_raise_config_error():
         SparseCGE(ratios={"fc.weight": 0.5}).estimate(model, loss, generator=gen(0))
     est = make_weight_space_estimator("sparse-cge", ratios=0.9, central=True)
     assert isinstance(est, SparseCGE) and est.central and est.ratios == 0.9
+
+
+def test_forward_differences_cancel_a_batch_dependent_solver_offset():
+    """Batched solvers can couple the members of one call (PhiFlow's batched CG
+    runs until every member converges), shifting every loss of a call by the same
+    small amount. Forward differences evaluate their baseline in the same call, so
+    that shift cancels; a baseline from another call would add shift/μ to every
+    coordinate (the negative cosines seen on the wake flow before this fix)."""
+    model = Quadratic()
+    exact = make_loss(model)
+
+    def coupled(perturbed: dict[str, Tensor]) -> Tensor:
+        losses = exact(perturbed)
+        return losses + 1e-4 * len(losses)  # depends on who else is in the call
+
+    g = true_grad(model)
+    CGE(mu=1e-6, query_batch=4).estimate(model, coupled, generator=gen(0))
+    assert rel_err(flat_grad(model), g) < 1e-6

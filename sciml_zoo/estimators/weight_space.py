@@ -93,7 +93,25 @@ class _ZerothOrder:
 
     @property
     def _directions_per_call(self) -> int:
-        return max(1, self.query_batch // 2) if self.central else self.query_batch
+        # forward differences carry their own baseline row (see _paired_forward)
+        return max(1, self.query_batch // 2) if self.central else max(1, self.query_batch - 1)
+
+    def _paired_forward(
+        self,
+        batched_loss: BatchedLoss,
+        name_points: Callable[[Tensor], dict[str, Tensor]],
+        theta: Tensor,
+        points: Tensor,
+    ) -> Tensor:
+        """Forward-difference slopes ``(f(points) - f(θ)) / μ`` with θ evaluated in the same call.
+
+        Batched solvers may couple the members of one call (PhiFlow's batched
+        CG iterates until *every* member converges), so a baseline evaluated
+        in a different call differs by solver-tolerance noise that swamps
+        ``μ·g``; evaluating it alongside the perturbed points cancels that.
+        """
+        losses = self._query(batched_loss, name_points(torch.cat([theta[None], points])))
+        return (losses[1:] - losses[0]) / self.mu
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -168,7 +186,7 @@ class RGE(_ZerothOrder):
                 losses = self._query(batched_loss, as_dict(torch.cat([flat + self.mu * u, flat - self.mu * u])))
                 slopes = (losses[:n] - losses[n:]) / (2 * self.mu)
             else:
-                slopes = (self._query(batched_loss, as_dict(flat + self.mu * u)) - f0) / self.mu
+                slopes = self._paired_forward(batched_loss, as_dict, flat, flat + self.mu * u)
             grad += slopes.to(grad.dtype) @ u
             done += n
         grad /= self.num_directions
@@ -225,8 +243,9 @@ class CGE(_ZerothOrder):
                     losses = self._query(batched_loss, {name: pts})
                     slopes = (losses[: len(j)] - losses[len(j) :]) / (2 * self.mu)
                 else:
-                    losses = self._query(batched_loss, {name: plus.view(len(j), *p.shape)})
-                    slopes = (losses - f0) / self.mu
+                    slopes = self._paired_forward(
+                        batched_loss, lambda pts, name=name, p=p: {name: pts.view(len(pts), *p.shape)}, flat, plus
+                    )
                 grad[j] = slopes.to(grad.dtype)
             grads[name] = grad.view(p.shape)
         _write_grads(params, grads)
@@ -241,7 +260,7 @@ class SparseCGE(CGE):
     ``redraw_every`` calls of :meth:`estimate`; other coordinates get gradient
     0 and the optimizer still updates the dense weights. 1-D tensors (biases,
     norm parameters) are always fully estimated. Cost per call:
-    ``1 + Σ|S|`` queries (``1 + 2Σ|S|`` central).
+    ``1 + Σ|S|`` queries plus one paired baseline per call (``1 + 2Σ|S|`` central).
 
     Args:
         ratios: sparsity per parameter name (from ZO-GraSP), or one float for
