@@ -118,7 +118,8 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
     test = data.states[data.test_idx]
     last = exp.eval_steps
     fields = {"reference": test[0, last]} | {k: v[0, last - 1] for k, v in trajectories.items()}
-    plot_fields(fields, out / "fields.png", title=f"vorticity at step {last}, first test simulation")
+    what = "vorticity" if test.shape[2] == 2 else "field"
+    plot_fields(fields, out / "fields.png", title=f"{what} at step {last}, first test simulation")
     record = {
         "preset": exp.name,
         "config": exp,

@@ -49,11 +49,14 @@ def _recipe_dirs() -> list[Path]:
     return [*dirs, Path.cwd() / "datasets", Path(__file__).resolve().parents[1] / "datasets"]
 
 
-def find_recipe(name: str) -> Path:
-    """Path of recipe ``name`` (a file path, or a name in a datasets/ folder)."""
+def find_recipe(name: str, *, relative_to: Path | None = None) -> Path:
+    """Path of recipe ``name``: a file path (tried next to ``relative_to`` first,
+    e.g. the preset's folder), or a name in a datasets/ folder."""
     p = Path(name)
-    if p.suffix == ".toml" and p.is_file():
-        return p
+    if p.suffix == ".toml":
+        for candidate in ([relative_to / p] if relative_to is not None else []) + [p]:
+            if candidate.is_file():
+                return candidate
     for d in _recipe_dirs():
         if (d / f"{name}.toml").is_file():
             return d / f"{name}.toml"
@@ -61,9 +64,9 @@ def find_recipe(name: str) -> Path:
     raise ConfigError(f"dataset recipe {name!r} not found; available: {', '.join(avail) or 'none'}")
 
 
-def load_recipe(name: str) -> DatasetRecipe:
+def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
     """Load the ``[dataset]`` table of a recipe file into a :class:`DatasetRecipe`."""
-    path = find_recipe(name)
+    path = find_recipe(name, relative_to=relative_to)
     table = load_toml(path)
     if "dataset" not in table:
         raise ConfigError(f"{path} has no [dataset] table")
@@ -100,7 +103,7 @@ def load_experiment(preset: str, *, overrides: list[str] = (), only: list[str] |
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in preset {path}; valid: {sorted(_KEYS)}")
-    recipe = load_recipe(raw.get("dataset", ""))
+    recipe = load_recipe(raw.get("dataset", ""), relative_to=path.parent)
     model = from_dict(ModelConfig, raw.get("model", {}), where="[model]")
     shared = raw.get("train", {})
     methods_raw = raw.get("methods", {})

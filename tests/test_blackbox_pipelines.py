@@ -48,3 +48,13 @@ def test_black_box_comparison_end_to_end(preset, solver, tmp_path, monkeypatch):
     losses = _losses(tmp_path / "runs" / "zo-sol")
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("name", ["cahn_hilliard", "burgers_c"])
+def test_full_black_box_presets_load(name, monkeypatch):
+    """The shipped presets parse, find their recipes, and hold the three methods."""
+    monkeypatch.chdir(ROOT)
+    exp = load_experiment(name)
+    assert exp.recipe.name == name and exp.eval_steps < exp.recipe.num_frames
+    assert [c.method for c in exp.methods.values()] == ["non", "fo-sol", "zo-sol"]
+    assert set(map(tuple, exp.recipe.train_params)).isdisjoint(map(tuple, exp.recipe.test_params))

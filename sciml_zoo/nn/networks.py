@@ -6,6 +6,8 @@ activations before a perturbed layer (DeepZero's feature reuse).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -14,7 +16,9 @@ from sciml_zoo.errors import ConfigError
 __all__ = ["sol_cnn", "sol_resnet", "ResidualBlock", "CorrectionNet", "Normalization", "build_body"]
 
 
-def sol_cnn(in_channels: int, out_channels: int, *, width: int = 32, kernel_size: int = 5) -> nn.Sequential:
+def sol_cnn(
+    in_channels: int, out_channels: int, *, width: int = 32, kernel_size: int = 5, padding_mode: str = "zeros"
+) -> nn.Sequential:
     """The book's small CNN: 4 convs ``in -> w -> w -> w -> out``, LeakyReLU.
 
     With ``in=3, out=2, width=32, kernel=5`` it has 55,298 parameters.
@@ -23,19 +27,19 @@ def sol_cnn(in_channels: int, out_channels: int, *, width: int = 32, kernel_size
     layers: list[nn.Module] = []
     channels = [in_channels, width, width, width]
     for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
-        layers += [nn.Conv2d(c_in, c_out, kernel_size, padding=pad), nn.LeakyReLU(0.2)]
-    layers.append(nn.Conv2d(width, out_channels, kernel_size, padding=pad))
+        layers += [nn.Conv2d(c_in, c_out, kernel_size, padding=pad, padding_mode=padding_mode), nn.LeakyReLU(0.2)]
+    layers.append(nn.Conv2d(width, out_channels, kernel_size, padding=pad, padding_mode=padding_mode))
     return nn.Sequential(*layers)
 
 
 class ResidualBlock(nn.Module):
     """``x + conv(leaky(conv(x)))`` followed by LeakyReLU (the paper's block)."""
 
-    def __init__(self, width: int, kernel_size: int) -> None:
+    def __init__(self, width: int, kernel_size: int, padding_mode: str = "zeros") -> None:
         super().__init__()
         pad = kernel_size // 2
-        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad)
-        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad)
+        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad, padding_mode=padding_mode)
+        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad, padding_mode=padding_mode)
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -43,7 +47,13 @@ class ResidualBlock(nn.Module):
 
 
 def sol_resnet(
-    in_channels: int, out_channels: int, *, width: int = 32, kernel_size: int = 5, blocks: int = 5
+    in_channels: int,
+    out_channels: int,
+    *,
+    width: int = 32,
+    kernel_size: int = 5,
+    blocks: int = 5,
+    padding_mode: str = "zeros",
 ) -> nn.Sequential:
     """The paper's ResNet: conv in, ``blocks`` residual blocks, conv out.
 
@@ -51,14 +61,14 @@ def sol_resnet(
     """
     pad = kernel_size // 2
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, kernel_size, padding=pad),
+        nn.Conv2d(in_channels, width, kernel_size, padding=pad, padding_mode=padding_mode),
         nn.LeakyReLU(0.2),
-        *[ResidualBlock(width, kernel_size) for _ in range(blocks)],
-        nn.Conv2d(width, out_channels, kernel_size, padding=pad),
+        *[ResidualBlock(width, kernel_size, padding_mode) for _ in range(blocks)],
+        nn.Conv2d(width, out_channels, kernel_size, padding=pad, padding_mode=padding_mode),
     )
 
 
-def build_body(arch: str, in_channels: int, out_channels: int, **options: int) -> nn.Sequential:
+def build_body(arch: str, in_channels: int, out_channels: int, **options: Any) -> nn.Sequential:
     """Build a network body by name (``"cnn"`` or ``"resnet"``)."""
     if arch == "cnn":
         options.pop("blocks", None)
@@ -103,12 +113,16 @@ class CorrectionNet(nn.Module):
         body: maps ``(B, C+P, H, W)`` to ``(B, C, H, W)``.
         normalization: training-set statistics.
         mask: boolean ``(C, H, W)`` valid mask of the state layout.
+        zero_mean: subtract each channel's spatial mean (over valid entries)
+            from the correction, so that it cannot change conserved totals
+            (mass in Cahn-Hilliard, momentum in periodic Burgers).
     """
 
-    def __init__(self, body: nn.Module, normalization: Normalization, mask: Tensor) -> None:
+    def __init__(self, body: nn.Module, normalization: Normalization, mask: Tensor, *, zero_mean: bool = False) -> None:
         super().__init__()
         self.body = body
         self.norm = normalization
+        self.zero_mean = zero_mean
         self.register_buffer("mask", mask.to(torch.float32))
 
     def features(self, state: Tensor, params: Tensor) -> Tensor:
@@ -119,8 +133,12 @@ class CorrectionNet(nn.Module):
         return torch.cat([state / std, p], dim=1)
 
     def output(self, body_out: Tensor) -> Tensor:
-        """Rescale and mask the body's output."""
-        return body_out * self.norm.state_std.view(1, -1, 1, 1) * self.mask
+        """Rescale and mask the body's output (and remove its mean if ``zero_mean``)."""
+        out = body_out * self.norm.state_std.view(1, -1, 1, 1) * self.mask
+        if self.zero_mean:
+            mean = out.sum(dim=(-2, -1), keepdim=True) / self.mask.sum(dim=(-2, -1), keepdim=True)
+            out = (out - mean) * self.mask
+        return out
 
     def forward(self, state: Tensor, params: Tensor) -> Tensor:
         return self.output(self.body(self.features(state, params)))

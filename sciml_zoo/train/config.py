@@ -24,14 +24,22 @@ SOLVER_SPACE_ESTIMATORS = ("stop-gradient", "identity", "state-rge", "identity-r
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Correction network: ``arch`` is ``"cnn"`` (55k) or ``"resnet"`` (260k)."""
+    """Correction network: ``arch`` is ``"cnn"`` (55k) or ``"resnet"`` (260k).
+
+    ``padding`` is the convolutions' padding mode (``"circular"`` for periodic
+    domains); ``zero_mean`` makes corrections conserve each channel's total.
+    """
 
     arch: str = "cnn"
     width: int = 32
     kernel_size: int = 5
     blocks: int = 5
+    padding: str = "zeros"
+    zero_mean: bool = False
 
     def __post_init__(self) -> None:
+        if self.padding not in ("zeros", "circular", "reflect", "replicate"):
+            raise ConfigError(f"model.padding must be zeros, circular, reflect or replicate; got {self.padding!r}")
         if self.arch not in ("cnn", "resnet"):
             raise ConfigError(f"model.arch must be 'cnn' or 'resnet', got {self.arch!r}")
         if self.kernel_size % 2 == 0 or self.width < 1:

@@ -97,9 +97,10 @@ def build_model(config: ModelConfig, data: TrainingData, *, seed: int) -> Correc
         width=config.width,
         kernel_size=config.kernel_size,
         blocks=config.blocks,
+        padding_mode=config.padding,
     )
     norm = Normalization.from_training_data(data.states[data.train_idx], data.params[data.train_idx], data.mask)
-    return CorrectionNet(body, norm, data.mask)
+    return CorrectionNet(body, norm, data.mask, zero_mean=config.zero_mean)
 
 
 def load_model(run_dir: str | Path, data: TrainingData) -> CorrectionNet:
