@@ -273,7 +273,7 @@ def test_forward_differences_cancel_a_batch_dependent_solver_offset():
     runs until every member converges), shifting every loss of a call by the same
     small amount. Forward differences evaluate their baseline in the same call, so
     that shift cancels; a baseline from another call would add shift/μ to every
-    coordinate (the negative cosines seen on the wake flow before this fix)."""
+    coordinate."""
     model = Quadratic()
     exact = make_loss(model)
 

@@ -105,10 +105,11 @@ class _ZerothOrder:
     ) -> Tensor:
         """Forward-difference slopes ``(f(points) - f(θ)) / μ`` with θ evaluated in the same call.
 
-        Batched solvers may couple the members of one call (PhiFlow's batched
-        CG iterates until *every* member converges), so a baseline evaluated
-        in a different call differs by solver-tolerance noise that swamps
-        ``μ·g``; evaluating it alongside the perturbed points cancels that.
+        Batched solvers may couple the members of one call (a batched
+        iterative solve that stops when *every* member has converged), so a
+        baseline evaluated in a different call can differ by solver-tolerance
+        noise comparable to ``μ·g``; evaluating it alongside the perturbed
+        points cancels that. Costs one extra query per call.
         """
         losses = self._query(batched_loss, name_points(torch.cat([theta[None], points])))
         return (losses[1:] - losses[0]) / self.mu
