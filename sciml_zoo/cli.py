@@ -74,7 +74,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from sciml_zoo.compare import format_table
+    from sciml_zoo.compare import comparison_rows, format_table
     from sciml_zoo.evaluate import evaluate_methods
     from sciml_zoo.metrics import summarize
     from sciml_zoo.train.loop import load_training_data
@@ -87,18 +87,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         runs[label] = run
     errors, _ = evaluate_methods(data, runs, steps=args.steps)
     stats = summarize(errors)
-    fo = float(stats["overall"].sel({"method": "FO-SOL"})) if "FO-SOL" in runs else None
-    rows = [
-        {
-            "method": k,
-            "mae": float(stats["overall"].sel({"method": k})),
-            "mae_std": float(stats["sim_std"].sel({"method": k})),
-            "ratio_to_fo": None if fo is None else float(stats["overall"].sel({"method": k})) / fo,
-            "train_solver_steps": None,
-            "train_wall_s": None,
-        }
-        for k in runs
-    ]
+    rows = comparison_rows(stats, list(runs))
     print(format_table(rows))
     if args.out:
         from sciml_zoo.provenance import atomic_path

@@ -25,7 +25,7 @@ from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_js
 from sciml_zoo.registry import make_solver
 from sciml_zoo.train.loop import RunConfig, load_training_data, train
 
-__all__ = ["run_comparison", "format_table"]
+__all__ = ["comparison_rows", "format_table", "run_comparison"]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -38,6 +38,32 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s']:.0f}"
         lines.append(f"| {r['method']} | {r['mae']:.4f} | {r['mae_std']:.4f} | {ratio} | {steps} | {wall} |")
     return "\n".join(lines)
+
+
+def comparison_rows(
+    stats: xr.Dataset, labels: list[str], summaries: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Table rows from :func:`~sciml_zoo.metrics.summarize` output and run summaries.
+
+    ``ratio_to_fo`` is relative to the ``FO-SOL`` row when there is one.
+    """
+    summaries = summaries or {}
+
+    def overall(label: str) -> float:
+        return float(stats["overall"].sel({"method": label}))
+
+    fo = overall("FO-SOL") if "FO-SOL" in labels else None
+    return [
+        {
+            "method": label,
+            "mae": overall(label),
+            "mae_std": float(stats["sim_std"].sel({"method": label})),
+            "ratio_to_fo": None if fo is None else overall(label) / fo,
+            "train_solver_steps": summaries.get(label, {}).get("train_solver_steps"),
+            "train_wall_s": summaries.get(label, {}).get("train_wall_s"),
+        }
+        for label in labels
+    ]
 
 
 def _differentiable(exp: Experiment) -> bool:
@@ -74,21 +100,7 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
         runs[cfg.label] = run_dir
     errors, trajectories = evaluate_methods(data, runs, steps=exp.eval_steps)
     stats = summarize(errors)
-    fo = float(stats["overall"].sel({"method": "FO-SOL"})) if "FO-SOL" in runs else None
-    rows = []
-    for label in runs:
-        s = summaries.get(label, {})
-        m = float(stats["overall"].sel({"method": label}))
-        rows.append(
-            {
-                "method": label,
-                "mae": m,
-                "mae_std": float(stats["sim_std"].sel({"method": label})),
-                "ratio_to_fo": None if fo is None else m / fo,
-                "train_solver_steps": s.get("train_solver_steps"),
-                "train_wall_s": s.get("train_wall_s"),
-            }
-        )
+    rows = comparison_rows(stats, list(runs), summaries)
     table = format_table(rows)
     for label, reason in skipped.items():
         table += f"\n| {label} | {reason} | | | | |"

@@ -15,7 +15,6 @@ State``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -29,11 +28,13 @@ __all__ = [
     "Capabilities",
     "Solver",
     "SolverBase",
+    "StepCounter",
     "StepFn",
     "black_box",
+    "block_average",
     "check_state",
-    "StepCounter",
     "counting",
+    "differentiable",
 ]
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
@@ -206,9 +207,6 @@ def differentiable(solver: Solver, *, validate: bool = True) -> StepFn:
     return step
 
 
-__all__.append("differentiable")
-
-
 class StepCounter:
     """Counts solver *sample-steps*: one step of one batch member counts 1.
 
@@ -236,19 +234,6 @@ def counting(step: StepFn, counter: StepCounter) -> StepFn:
     return counted
 
 
-def relative_step_size(state: Tensor, *, mu: float) -> float:
-    """Finite-difference step ``mu`` scaled to the state's RMS magnitude.
-
-    Used by zeroth-order estimators so that the same ``mu`` works for states of
-    very different scale. Returns ``mu * max(rms(state), 1e-8)``.
-    """
-    rms = float(state.detach().pow(2).mean().sqrt())
-    return mu * max(rms, 1e-8) if math.isfinite(rms) else mu
-
-
-__all__.append("relative_step_size")
-
-
 def block_average(state: Tensor, factor: int) -> Tensor:
     """Restrict a cell-centred ``(B, C, H, W)`` state by averaging ``factor x factor`` blocks.
 
@@ -263,6 +248,3 @@ def block_average(state: Tensor, factor: int) -> Tensor:
             f"cannot downsample a {tuple(state.shape[-2:])} grid by {factor}; the factor must divide both grid sizes"
         )
     return torch.nn.functional.avg_pool2d(state, factor)
-
-
-__all__.append("block_average")

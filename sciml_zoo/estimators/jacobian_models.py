@@ -66,7 +66,6 @@ def check_step_size(state: Tensor, mu: float, *, factor: float = 1e3) -> Tensor:
 
     A difference ``step(x + h u) - step(x - h u)`` carries round-off of about
     ``eps * max|state|``; it is meaningful only if ``h >> eps * max|state|``.
-    (``mu * rms`` is :func:`sciml_zoo.solver.relative_step_size`, per sample.)
 
     Args:
         state: ``(B, C, H, W)`` state at which differences are taken.

@@ -47,7 +47,7 @@ projection damps); ``v``-directed probes fix this (0.996 / 0.96 with ``P = 2``),
 whereas ``P = 1`` (``v`` alone) underdetermines the kernel.
 
 Step size: ``mu`` is *relative*, the absolute step is ``mu * rms(state)`` per
-batch member (:func:`sciml_zoo.solver.relative_step_size`). The default
+batch member. The default
 ``1e-2`` keeps float32 round-off near ``eps / mu ~ 1e-5`` relative and the
 central-difference truncation at ``O(mu^2)``; :func:`check_step_size` rejects
 steps lost in round-off. For solvers with iterative inner solves the finite
