@@ -8,7 +8,7 @@ The CLI prints such errors as one line and exits non-zero.
 
 from __future__ import annotations
 
-__all__ = ["SciMLZooError", "ConfigError", "DataError", "SolverError"]
+__all__ = ["SciMLZooError", "ConfigError", "DataError", "SolverError", "QueryFailure", "DivergenceError"]
 
 
 class SciMLZooError(Exception):
@@ -25,3 +25,22 @@ class DataError(SciMLZooError, OSError):
 
 class SolverError(SciMLZooError, RuntimeError):
     """A solver adapter misbehaved: wrong shape, NaN state, crash or hang."""
+
+
+class QueryFailure(SolverError):
+    """Solver queries failed after the fault policy's retries.
+
+    Attributes:
+        members: indices (into the batch the caller passed) of the failed
+            batch members; empty means the whole call failed.
+        last_error: one line describing the last error seen.
+    """
+
+    def __init__(self, message: str, *, members: tuple[int, ...] = (), last_error: str = "") -> None:
+        super().__init__(message)
+        self.members = tuple(members)
+        self.last_error = last_error or message
+
+
+class DivergenceError(SciMLZooError, FloatingPointError):
+    """The network's loss or gradient became non-finite (lower the learning rate)."""
