@@ -20,7 +20,7 @@ from sciml_zoo.data.generate import generate_dataset
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.experiment import Experiment
 from sciml_zoo.metrics import summarize
-from sciml_zoo.plots import plot_error_vs_step, plot_fields
+from sciml_zoo.plots import field_name, plot_error_vs_step, plot_fields
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
 from sciml_zoo.registry import make_solver
 from sciml_zoo.train.loop import RunConfig, load_training_data, train
@@ -130,7 +130,7 @@ def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -
     test = data.states[data.test_idx]
     last = exp.eval_steps
     fields = {"reference": test[0, last]} | {k: v[0, last - 1] for k, v in trajectories.items()}
-    what = "vorticity" if test.shape[2] == 2 else "field"
+    what = field_name(test[0, last])
     plot_fields(fields, out / "fields.png", title=f"{what} at step {last}, first test simulation")
     record = {
         "preset": exp.name,

@@ -14,19 +14,22 @@ __all__ = ["mae", "summarize"]
 
 
 def mae(predicted: Tensor, reference: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean absolute error over the last three dims ``(C, H, W)``.
+    """Mean absolute error over the channel and spatial dims ``(C, *spatial)``.
 
     Args:
-        predicted, reference: ``(..., C, H, W)``.
-        mask: optional ``(C, H, W)`` boolean valid mask (padding is ignored).
+        predicted, reference: ``(..., C, *spatial)``.
+        mask: ``(C, *spatial)`` boolean valid mask (padding is ignored); it
+            also fixes how many trailing dims are reduced. Without a mask the
+            inputs are read as ``(..., C, H, W)`` (three trailing dims).
     Returns:
         ``(...)`` errors.
     """
     err = (predicted - reference).abs()
     if mask is None:
         return err.mean(dim=(-3, -2, -1))
+    dims = tuple(range(-mask.dim(), 0))
     m = mask.to(err.dtype)
-    return (err * m).sum(dim=(-3, -2, -1)) / m.sum()
+    return (err * m).sum(dim=dims) / m.sum()
 
 
 def summarize(errors: xr.DataArray) -> xr.Dataset:

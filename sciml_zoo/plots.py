@@ -1,4 +1,9 @@
-"""PNG plots: error versus step per method, and fields side by side."""
+"""PNG plots: error versus step per method, fields side by side, and 1D space-time diagrams.
+
+Fields are per-sample states ``(C, *spatial)`` with 1 to 3 spatial axes: a 1D
+state is drawn as lines, a 2D one as an image (the vorticity of a 2-channel
+velocity, else channel 0), a 3D one as its middle ``z`` slice.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import xarray as xr  # noqa: E402
 
 from sciml_zoo.provenance import atomic_path  # noqa: E402
 
-__all__ = ["plot_error_vs_step", "plot_fields", "vorticity"]
+__all__ = ["field_map", "field_name", "plot_error_vs_step", "plot_fields", "plot_space_time", "vorticity"]
 
 
 def vorticity(state: torch.Tensor) -> torch.Tensor:
@@ -42,15 +47,62 @@ def plot_error_vs_step(per_step: xr.DataArray, path: str | Path, *, title: str =
     plt.close(fig)
 
 
+def field_name(state: torch.Tensor) -> str:
+    """What :func:`plot_fields` draws for a ``(C, *spatial)`` state, for titles."""
+    spatial = state.dim() - 1
+    if spatial == 2 and state.shape[0] == 2:
+        return "vorticity"
+    what = "field" if state.shape[0] == 1 else "channel 0"
+    return f"{what}, middle z-slice" if spatial == 3 else what
+
+
+def field_map(state: torch.Tensor) -> torch.Tensor:
+    """The array drawn for a ``(C, *spatial)`` state: 1D ``(n,)`` or 2D ``(H, W)``."""
+    spatial = state.dim() - 1
+    if spatial == 1:
+        return state[0]
+    if spatial == 2:
+        return vorticity(state)
+    return state[0, state.shape[1] // 2]
+
+
 def plot_fields(fields: dict[str, torch.Tensor], path: str | Path, *, title: str = "") -> None:
-    """Vorticity (or the scalar field) of several ``(C, H, W)`` states side by side."""
-    maps = {k: vorticity(v) for k, v in fields.items()}
+    """Several ``(C, *spatial)`` states side by side (see :func:`field_name` for what is drawn).
+
+    1D states share one axes, one line each; 2D and 3D states get one image each.
+    """
+    maps = {k: field_map(v.detach().float().cpu()) for k, v in fields.items()}
+    if next(iter(maps.values())).dim() == 1:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for name, m in maps.items():
+            ax.plot(m.numpy(), label=name, lw=1.2)
+        ax.set_xlabel("x (cells)")
+        ax.set_ylabel(field_name(next(iter(fields.values()))))
+        ax.legend(fontsize=8)
+    else:
+        lim = float(max(m.abs().max() for m in maps.values())) or 1.0
+        fig, axes = plt.subplots(1, len(maps), figsize=(2.4 * len(maps), 4.2), squeeze=False)
+        for ax, (name, m) in zip(axes[0], maps.items(), strict=True):
+            ax.imshow(m.numpy(), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_space_time(trajectories: dict[str, torch.Tensor], path: str | Path, *, title: str = "") -> None:
+    """Space-time diagrams of 1D trajectories ``(T, C, n)`` (channel 0), time upwards, side by side."""
+    maps = {k: v.detach().float().cpu()[:, 0] for k, v in trajectories.items()}
     lim = float(max(m.abs().max() for m in maps.values())) or 1.0
-    fig, axes = plt.subplots(1, len(maps), figsize=(2.4 * len(maps), 4.2))
-    for ax, (name, m) in zip(axes, maps.items(), strict=True):
-        ax.imshow(m.numpy(), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    fig, axes = plt.subplots(1, len(maps), figsize=(2.2 * len(maps), 4.2), squeeze=False)
+    for ax, (name, m) in zip(axes[0], maps.items(), strict=True):
+        ax.imshow(m.numpy(), origin="lower", aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(name, fontsize=9)
-        ax.axis("off")
+        ax.set_xlabel("x (cells)")
+    axes[0][0].set_ylabel("step")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:

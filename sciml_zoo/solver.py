@@ -1,10 +1,11 @@
 """The solver adapter protocol.
 
 An adapter wraps one simulator behind ``step(state, params) -> state`` on a
-*batched uniform state*: a float tensor of shape ``(B, C, H, W)`` (batch first,
-channels, then the grid with ``y`` as height and ``x`` as width), plus a
-``(B, P)`` tensor of physical parameters (for example the Reynolds number) so
-that one call can advance samples with different parameters.
+*batched uniform state*: a float tensor of shape ``(B, C, *spatial)`` (batch
+first, channels, then 1, 2 or 3 grid axes ordered ``x`` / ``y, x`` /
+``z, y, x``, so ``x`` is always last), plus a ``(B, P)`` tensor of physical
+parameters (for example the Reynolds number) so that one call can advance
+samples with different parameters.
 
 Adapters declare :class:`Capabilities`. A differentiable adapter lets autograd
 flow through ``step`` (first-order SOL); every adapter can be used in
@@ -20,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
 
 __all__ = [
+    "MAX_SPATIAL_DIMS",
     "Capabilities",
     "Solver",
     "SolverBase",
@@ -35,10 +38,30 @@ __all__ = [
     "check_state",
     "counting",
     "differentiable",
+    "spatial_dims",
 ]
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
-"""A step function ``(state (B,C,H,W), params (B,P)) -> state (B,C,H,W)``."""
+"""A step function ``(state (B,C,*spatial), params (B,P)) -> state (B,C,*spatial)``."""
+
+MAX_SPATIAL_DIMS = 3
+
+
+def spatial_dims(state_or_mask: Tensor) -> int:
+    """Number of spatial axes (1, 2 or 3) of a batched state ``(B, C, *spatial)``
+    or a per-sample mask ``(C, *spatial)``.
+
+    A boolean tensor is read as a mask, anything else as a batched state.
+
+    Raises:
+        ValueError: the tensor has no spatial axis or more than three.
+    """
+    lead = 1 if state_or_mask.dtype == torch.bool else 2
+    n = state_or_mask.dim() - lead
+    if not 1 <= n <= MAX_SPATIAL_DIMS:
+        what = "mask (C, *spatial)" if lead == 1 else "state (B, C, *spatial)"
+        raise ValueError(f"a {what} needs 1 to {MAX_SPATIAL_DIMS} spatial axes, got shape {tuple(state_or_mask.shape)}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -49,12 +72,10 @@ class Capabilities:
         differentiable: gradients flow through ``step`` via autograd.
         batched: one ``step`` call advances a whole batch at roughly the cost of
             fewer unbatched calls (so ZO queries should be sent as one batch).
-        step_cost_s: rough wall-clock seconds of one unbatched step, if known.
     """
 
     differentiable: bool = False
     batched: bool = False
-    step_cost_s: float | None = None
 
 
 @runtime_checkable
@@ -66,12 +87,12 @@ class Solver(Protocol):
     param_names: tuple[str, ...]
 
     @property
-    def state_shape(self) -> tuple[int, int, int]:
-        """Per-sample uniform state shape ``(C, H, W)``."""
+    def state_shape(self) -> tuple[int, ...]:
+        """Per-sample uniform state shape ``(C, *spatial)``, 1 to 3 spatial axes."""
         ...
 
     def step(self, state: Tensor, params: Tensor) -> Tensor:
-        """Advance ``state`` (B,C,H,W) by one time step with ``params`` (B,P)."""
+        """Advance ``state`` (B,C,*spatial) by one time step with ``params`` (B,P)."""
         ...
 
 
@@ -80,16 +101,16 @@ class SolverBase:
 
     Subclasses set ``name``, ``capabilities``, ``param_names``, ``state_shape``
     and implement :meth:`step`; data generation additionally uses
-    :meth:`initial_state` and :meth:`downsample`.
+    :meth:`initial_state` and :meth:`restrict`.
     """
 
     name: str = "solver"
     capabilities: Capabilities = Capabilities()
     param_names: tuple[str, ...] = ()
-    _state_shape: tuple[int, int, int] = (1, 1, 1)
+    _state_shape: tuple[int, ...] = (1, 1, 1)
 
     @property
-    def state_shape(self) -> tuple[int, int, int]:
+    def state_shape(self) -> tuple[int, ...]:
         return self._state_shape
 
     def step(self, state: Tensor, params: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -97,7 +118,7 @@ class SolverBase:
 
     @property
     def valid_mask(self) -> Tensor:
-        """Boolean ``(C, H, W)`` mask of entries that carry physical values.
+        """Boolean ``(C, *spatial)`` mask of entries that carry physical values.
 
         Padded layouts (e.g. a staggered grid stored as one padded tensor) mark
         their padding ``False``; corrections are zeroed there and metrics ignore
@@ -114,12 +135,31 @@ class SolverBase:
         return native
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
-        """Initial condition ``(B, C, H, W)`` for parameters ``params`` (B,P)."""
+        """Initial condition ``(B, C, *spatial)`` for parameters ``params`` (B,P)."""
         raise NotImplementedError(f"{type(self).__name__} does not define initial_state()")
 
-    def downsample(self, state: Tensor, factor: int) -> Tensor:
-        """Restrict a state of this solver onto a grid ``factor`` times coarser."""
-        raise NotImplementedError(f"{type(self).__name__} does not define downsample()")
+    def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
+        """Restrict a state of this solver onto the grid of the same solver at ``resolution``.
+
+        ``resolution`` is written as in the factory, ``(nx,)``, ``(nx, ny)`` or
+        ``(nx, ny, nz)``; the state's spatial axes are the reverse order. The
+        default suits cell-centred layouts: :func:`block_average` when each
+        fine size is an integer multiple of the coarse one. Staggered layouts
+        or spectral solvers override it (a spectral solver truncates modes, so
+        its ratio need not be an integer).
+
+        Raises:
+            ValueError: the ratio is not an integer in every axis.
+        """
+        fine = tuple(state.shape[2:])
+        coarse = tuple(int(n) for n in reversed(tuple(resolution)))
+        if len(coarse) != len(fine) or any(c < 1 or f % c for f, c in zip(fine, coarse, strict=True)):
+            raise ValueError(
+                f"cannot restrict a grid of {tuple(reversed(fine))} cells onto resolution {tuple(resolution)}: "
+                f"{type(self).__name__} block-averages, so each coarse size must divide the fine one; "
+                "choose such resolutions or override restrict()"
+            )
+        return block_average(state, tuple(f // c for f, c in zip(fine, coarse, strict=True)))
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description recorded with every dataset and result."""
@@ -131,7 +171,7 @@ def check_state(state: Any, expected_shape: tuple[int, ...], *, who: str, batch:
 
     Args:
         state: what the adapter returned.
-        expected_shape: per-sample shape ``(C, H, W)``.
+        expected_shape: per-sample shape ``(C, *spatial)``.
         who: name of the adapter and call, used in the message.
         batch: expected batch size, if known.
     """
@@ -144,7 +184,7 @@ def check_state(state: Any, expected_shape: tuple[int, ...], *, who: str, batch:
         want = f"({batch if batch is not None else 'B'}, {', '.join(map(str, expected_shape))})"
         raise SolverError(
             f"{who} returned a state of shape {tuple(state.shape)}, expected {want}; "
-            "check the adapter's from_native() layout (batch, channel, y, x)"
+            "check the adapter's from_native() layout (batch, channel, [z, [y,]] x)"
         )
     if not torch.is_floating_point(state):
         raise SolverError(f"{who} returned dtype {state.dtype}; states must be floating point")
@@ -216,7 +256,7 @@ class StepCounter:
 
     def __init__(self) -> None:
         self.sample_steps = 0
-        self.calls = 0
+        self.calls = 0  # step calls; tests read it to check that queries go out as one batch
 
     def __repr__(self) -> str:
         return f"StepCounter(sample_steps={self.sample_steps}, calls={self.calls})"
@@ -234,17 +274,24 @@ def counting(step: StepFn, counter: StepCounter) -> StepFn:
     return counted
 
 
-def block_average(state: Tensor, factor: int) -> Tensor:
-    """Restrict a cell-centred ``(B, C, H, W)`` state by averaging ``factor x factor`` blocks.
+def block_average(state: Tensor, factor: int | tuple[int, ...]) -> Tensor:
+    """Restrict a cell-centred ``(B, C, *spatial)`` state by averaging blocks of cells.
 
-    The default ``downsample`` of cell-centred adapters: it conserves the mean
+    The default restriction of cell-centred adapters: it conserves the mean
     of every block (mass, momentum). Staggered layouts need their own.
 
+    Args:
+        state: ``(B, C, *spatial)`` with 1 to 3 spatial axes.
+        factor: block size, one int for every axis or one per spatial axis
+            (in the state's axis order).
+
     Raises:
-        ValueError: ``factor`` does not divide both grid sizes.
+        ValueError: a factor does not divide its grid size.
     """
-    if factor < 1 or state.shape[-1] % factor or state.shape[-2] % factor:
-        raise ValueError(
-            f"cannot downsample a {tuple(state.shape[-2:])} grid by {factor}; the factor must divide both grid sizes"
-        )
-    return torch.nn.functional.avg_pool2d(state, factor)
+    n = spatial_dims(state)
+    sizes = tuple(state.shape[2:])
+    factors = (factor,) * n if isinstance(factor, int) else tuple(int(f) for f in factor)
+    if len(factors) != n or any(f < 1 or s % f for s, f in zip(sizes, factors, strict=True)):
+        raise ValueError(f"cannot downsample a {sizes} grid by {factor}; the factor must divide every grid size")
+    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
+    return pool(state, factors)  # type: ignore[operator]

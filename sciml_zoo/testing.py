@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
-from sciml_zoo.solver import Capabilities, Solver, black_box, check_state
+from sciml_zoo.solver import MAX_SPATIAL_DIMS, Capabilities, Solver, black_box, check_state
 
 __all__ = ["AdapterReport", "check_adapter"]
 
@@ -96,8 +96,11 @@ def check_adapter(
     caps = getattr(solver, "capabilities", None)
     names = getattr(solver, "param_names", None)
     bad_attrs = []
-    if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
-        bad_attrs.append(f"state_shape must be a (C, H, W) tuple of positive ints, got {shape!r}")
+    if not 2 <= len(shape) <= MAX_SPATIAL_DIMS + 1 or not all(isinstance(n, int) and n > 0 for n in shape):
+        bad_attrs.append(
+            f"state_shape must be a (C, *spatial) tuple of positive ints with 1 to {MAX_SPATIAL_DIMS} "
+            f"spatial sizes, got {shape!r}"
+        )
     if not isinstance(caps, Capabilities):
         bad_attrs.append(f"capabilities must be a sciml_zoo.solver.Capabilities, got {caps!r}")
     if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
@@ -131,7 +134,7 @@ def check_adapter(
                 return "two calls with the same seed differ; draw from a generator seeded by `seed`"
             return None
 
-        check("initial_state: shape (B,C,H,W), finite, reproducible from the seed", _init)
+        check("initial_state: shape (B,C,*spatial), finite, reproducible from the seed", _init)
     if state is None:
         gen = torch.Generator().manual_seed(seed)
         state = 0.1 * torch.randn((2, *shape), generator=gen)
@@ -146,7 +149,7 @@ def check_adapter(
         except Exception as exc:  # noqa: BLE001
             report.failures.append(f"step: raised {type(exc).__name__}: {exc}")
             return _finish(report, raise_on_failure)
-        report.passed.append("step: returns a finite (B,C,H,W) float tensor")
+        report.passed.append("step: returns a finite (B,C,*spatial) float tensor")
         out_kept = out.clone()
 
         report.expect(
@@ -233,10 +236,21 @@ def check_adapter(
         same = isinstance(back, Tensor) and torch.equal(back.to(x.dtype), x)
         return None if same else "from_native(to_native(x)) does not give back x exactly"
 
-    def _downsample() -> str | None:
-        small = solver.downsample(x, 2)  # type: ignore[attr-defined]
-        want = (2, shape[0], shape[1] // 2, shape[2] // 2)
-        return None if tuple(small.shape) == want else f"got {tuple(small.shape)}, want {want}"
+    spatial = shape[1:]
+    resolution = tuple(getattr(solver, "resolution", reversed(spatial)))
+    cell_centred = resolution == tuple(reversed(spatial))
+
+    def _restrict() -> str | None:
+        same = solver.restrict(x, resolution)  # type: ignore[attr-defined]
+        if tuple(same.shape) != tuple(x.shape):
+            return f"restrict(state, {resolution}) (its own resolution) gave {tuple(same.shape)}, want {tuple(x.shape)}"
+        if cell_centred and all(n % 2 == 0 for n in resolution):
+            half = tuple(n // 2 for n in resolution)
+            small = solver.restrict(x, half)  # type: ignore[attr-defined]
+            want = (2, shape[0], *(n // 2 for n in spatial))
+            if tuple(small.shape) != want:
+                return f"restrict(state, {half}) gave {tuple(small.shape)}, want {want}"
+        return None
 
     def _mask() -> str | None:
         m = solver.valid_mask  # type: ignore[attr-defined]
@@ -246,10 +260,10 @@ def check_adapter(
 
     if hasattr(solver, "to_native") and hasattr(solver, "from_native"):
         check("round trip: from_native(to_native(x)) == x", _round_trip)
-    if hasattr(solver, "downsample") and shape[1] % 2 == 0 and shape[2] % 2 == 0:
-        check("downsample(state, 2): shape (B, C, H/2, W/2)", _downsample)
+    if hasattr(solver, "restrict"):
+        check("restrict(state, resolution): shapes at the own and at half the resolution", _restrict)
     if hasattr(solver, "valid_mask"):
-        check("valid_mask: bool (C,H,W)", _mask)
+        check("valid_mask: bool (C,*spatial)", _mask)
     if hasattr(solver, "describe"):
         describe = solver.describe  # type: ignore[attr-defined]
         check("describe(): JSON-serialisable", lambda: json.dumps(describe()) and None)

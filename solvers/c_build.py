@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
-from sciml_zoo.solver import block_average
 from solvers.external import ExternalSolver
 
 __all__ = ["BurgersCSolver", "build_example_solver", "example_source", "make_burgers_c_solver"]
@@ -180,10 +179,6 @@ class BurgersCSolver(ExternalSolver):
                 )
                 out[b, c] = self.amplitude * f / np.abs(f).max()
         return torch.from_numpy(out.astype(np.float32))
-
-    def downsample(self, state: Tensor, factor: int) -> Tensor:
-        """Block-average ``(B, 2, ny, nx)`` onto a grid ``factor`` times coarser."""
-        return block_average(state, factor)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -74,7 +74,7 @@ class WakeFlow(SolverBase):
         self.max_iterations = int(max_iterations)
         self.jit = bool(jit)
         self._state_shape = (2, self.ny + 1, self.nx + 1)
-        self.capabilities = Capabilities(differentiable=True, batched=True, step_cost_s=0.035)
+        self.capabilities = Capabilities(differentiable=True, batched=True)
         self._native_step: Any = None
 
     # -- PhiFlow objects, built lazily -------------------------------------------------
@@ -200,8 +200,8 @@ class WakeFlow(SolverBase):
         state = state * self.valid_mask
         return self.from_native(self.to_native(state))
 
-    def downsample(self, state: Tensor, factor: int) -> Tensor:
-        """Restrict onto a grid ``factor`` (a power of 2) times coarser.
+    def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
+        """Restrict onto the wake's grid at ``resolution`` = ``(nx, ny)``, a power of 2 coarser.
 
         Face-conserving 2x2 averaging, applied ``log2(factor)`` times (the
         paper's 4x restriction is two of these): a coarse x-face carries the
@@ -209,6 +209,13 @@ class WakeFlow(SolverBase):
         torch because PhiFlow's eager ``field.downsample2x`` costs ~1 s per call
         at 128 x 256; a test checks both agree exactly.
         """
+        if len(resolution) != 2 or int(resolution[0]) < 1 or int(resolution[1]) < 1:
+            raise ValueError(f"resolution must be (nx, ny), got {tuple(resolution)}")
+        factor = self.nx // int(resolution[0])
+        if factor * int(resolution[0]) != self.nx or factor * int(resolution[1]) != self.ny:
+            raise ValueError(
+                f"resolution {tuple(resolution)} is not ({self.nx}, {self.ny}) divided by one factor in x and y"
+            )
         levels = int(round(pymath.log2(factor))) if factor >= 1 else -1
         if levels < 0 or 2**levels != factor:
             raise ValueError(f"downsample factor must be a power of 2, got {factor}")

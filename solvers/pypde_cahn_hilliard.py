@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
-from sciml_zoo.solver import Capabilities, SolverBase, block_average
+from sciml_zoo.solver import Capabilities, SolverBase
 
 __all__ = ["CahnHilliardSolver", "make_cahn_hilliard_solver"]
 
@@ -165,7 +165,7 @@ class CahnHilliardSolver(SolverBase):
         self.n_inner = max(1, math.ceil(self.dt / (_SAFETY * 2.0 / rate)))
         self.inner_dt = self.dt / self.n_inner
         self._state_shape = (1, ny, nx)
-        self.capabilities = Capabilities(differentiable=False, batched=False, step_cost_s=self.n_inner * nx * ny * 5e-9)
+        self.capabilities = Capabilities(differentiable=False, batched=False)
 
     # ------------------------------------------------------------------ protocol
     def _check_params(self, params: Tensor, batch: int) -> np.ndarray:
@@ -227,10 +227,6 @@ class CahnHilliardSolver(SolverBase):
         noise -= noise.mean(axis=(2, 3), keepdims=True)
         c = self.mean_composition + self.noise_amplitude * noise
         return torch.from_numpy(c.astype(np.float32))
-
-    def downsample(self, state: Tensor, factor: int) -> Tensor:
-        """Block-average ``(B, 1, ny, nx)`` onto a grid ``factor`` times coarser (same mean)."""
-        return block_average(state, factor)
 
     def describe(self) -> dict[str, Any]:
         pde = _import_pde()

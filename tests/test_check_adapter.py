@@ -118,8 +118,9 @@ def test_raise_on_failure_lists_every_failure() -> None:
 
 def test_bad_attributes_are_reported() -> None:
     solver = make_toy_solver()
-    solver._state_shape = (1, 16)  # type: ignore[assignment]
+    solver._state_shape = (1,)  # no spatial axis (a (1, 16) state is a valid 1D layout now)
     report = check_adapter(solver, params=K, raise_on_failure=False)
     assert report.failures == [
-        "protocol attributes: state_shape must be a (C, H, W) tuple of positive ints, got (1, 16)"
+        "protocol attributes: state_shape must be a (C, *spatial) tuple of positive ints with 1 to 3 "
+        "spatial sizes, got (1,)"
     ]

@@ -37,7 +37,7 @@ def test_frames_are_the_downsampled_reference_run(toy_dataset, toy_recipe):
     for _ in range(toy_recipe.warmup_steps):
         state = fine.step(state, params)
     frame0 = open_dataset(toy_dataset)["state"].values[:, 0]
-    np.testing.assert_array_equal(frame0, fine.downsample(state, 2).numpy())
+    np.testing.assert_array_equal(frame0, fine.restrict(state, toy_recipe.source_resolution).numpy())
 
 
 def test_interrupted_generation_resumes_to_the_same_file(tmp_path, toy_recipe, toy_dataset, monkeypatch):

@@ -1,4 +1,4 @@
-"""Generate reference datasets: run high-fidelity simulations, downsample, store.
+"""Generate reference datasets: run high-fidelity simulations, restrict, store.
 
 All simulations of a recipe (train and test) advance together as one batch, so
 batched adapters pay one call per step. Every ``checkpoint_every`` steps the
@@ -107,8 +107,8 @@ def generate_dataset(
     who = f"{recipe.solver}.step (reference run)"
 
     def keep(state: torch.Tensor) -> None:
-        coarse = fine_solver.downsample(state, recipe.factor)
-        check_state(coarse, coarse_solver.state_shape, who=f"{recipe.solver}.downsample")
+        coarse = fine_solver.restrict(state, tuple(recipe.source_resolution))
+        check_state(coarse, coarse_solver.state_shape, who=f"{recipe.solver}.restrict")
         frames.append(coarse.numpy().astype(np.float32))
 
     start = time.perf_counter()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sciml_zoo.errors import ConfigError
+from sciml_zoo.solver import MAX_SPATIAL_DIMS
 
 __all__ = ["DatasetRecipe"]
 
@@ -21,9 +22,13 @@ class DatasetRecipe:
     Attributes:
         name: dataset name (used for the default file name).
         solver: registered solver name (``sciml-zoo solvers``).
-        source_resolution: ``(nx, ny)`` of the low-fidelity grid.
-        reference_resolution: ``(nx, ny)`` of the high-fidelity grid; an integer
-            multiple of the source resolution in both axes.
+        source_resolution: cells of the low-fidelity grid, ``(nx,)``,
+            ``(nx, ny)`` or ``(nx, ny, nz)``.
+        reference_resolution: cells of the high-fidelity grid, as many axes
+            and at least as fine in each. The reference solver's
+            ``restrict(state, source_resolution)`` maps its states onto the
+            source grid; the default block average needs an integer ratio in
+            every axis, a spectral restriction (KS) does not.
         param_names: names of the physical parameters (e.g. ``("re",)``).
         train_params: one parameter tuple per training simulation.
         test_params: one parameter tuple per test simulation.
@@ -39,8 +44,8 @@ class DatasetRecipe:
 
     name: str
     solver: str
-    source_resolution: tuple[int, int]
-    reference_resolution: tuple[int, int]
+    source_resolution: tuple[int, ...]
+    reference_resolution: tuple[int, ...]
     param_names: tuple[str, ...]
     train_params: tuple[tuple[float, ...], ...]
     test_params: tuple[tuple[float, ...], ...]
@@ -53,12 +58,18 @@ class DatasetRecipe:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
-        src, ref = self.source_resolution, self.reference_resolution
-        if len(src) != 2 or len(ref) != 2 or min(*src, *ref) < 1:
-            raise ConfigError(f"resolutions must be (nx, ny) pairs, got {src} and {ref}")
-        if ref[0] % src[0] or ref[1] % src[1] or ref[0] // src[0] != ref[1] // src[1]:
+        src, ref = tuple(self.source_resolution), tuple(self.reference_resolution)
+        if not 1 <= len(src) <= MAX_SPATIAL_DIMS or len(ref) != len(src):
             raise ConfigError(
-                f"reference_resolution {ref} must be the same integer multiple of source_resolution {src} in x and y"
+                f"source_resolution {list(src)} and reference_resolution {list(ref)} must list the same "
+                f"number (1 to {MAX_SPATIAL_DIMS}) of cell counts, e.g. [32, 64] and [64, 128]"
+            )
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (*src, *ref)) or min(*src, *ref) < 1:
+            raise ConfigError(f"resolutions must be positive integers, got {list(src)} and {list(ref)}")
+        if any(r < s for r, s in zip(ref, src, strict=True)):
+            raise ConfigError(
+                f"reference_resolution {list(ref)} must be at least as fine as source_resolution {list(src)} "
+                "in every axis"
             )
         for label, rows in (("train_params", self.train_params), ("test_params", self.test_params)):
             if not rows:
@@ -73,11 +84,6 @@ class DatasetRecipe:
             raise ConfigError(f"num_frames must be >= 2, got {self.num_frames}")
         if self.warmup_steps < 0 or self.checkpoint_every < 1:
             raise ConfigError("warmup_steps must be >= 0 and checkpoint_every >= 1")
-
-    @property
-    def factor(self) -> int:
-        """Downsampling factor from reference to source grid."""
-        return self.reference_resolution[0] // self.source_resolution[0]
 
     def solver_kwargs(self, which: str) -> dict[str, Any]:
         """Factory options for the ``"reference"`` or ``"source"`` solver."""

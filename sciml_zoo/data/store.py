@@ -2,10 +2,12 @@
 
 Layout (pdearena-style, one file per dataset)::
 
-    /state       float32 (sim, time, channel, y, x)  downsampled reference
-    /params      float64 (sim, param)                physical parameters
-    /split       bytes   (sim,)                      "train" or "test"
-    /valid_mask  uint8   (channel, y, x)             physically meaningful entries
+    /state       float32 (sim, time, channel, *space)  restricted reference
+    /params      float64 (sim, param)                  physical parameters
+    /split       bytes   (sim,)                        "train" or "test"
+    /valid_mask  uint8   (channel, *space)             physically meaningful entries
+
+``*space`` is ``x`` (1D), ``y, x`` (2D) or ``z, y, x`` (3D): ``x`` is last.
     attrs: recipe, solver, dt, resolutions, warm-up, seed, versions (JSON)
 
 Parameters live in datasets and attributes, never in file names. Writes go
@@ -25,9 +27,19 @@ import xarray as xr
 from sciml_zoo.errors import DataError
 from sciml_zoo.provenance import atomic_path, to_jsonable
 
-__all__ = ["write_dataset", "open_dataset", "DIMS"]
+__all__ = ["write_dataset", "open_dataset", "state_dims", "DIMS", "SPATIAL_DIMS"]
 
+SPATIAL_DIMS = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
+"""Names of the spatial dims by their number, ``x`` last."""
 DIMS = ("sim", "time", "channel", "y", "x")
+"""Dims of a 2D state array (see :func:`state_dims` for 1D and 3D)."""
+
+
+def state_dims(spatial: int) -> tuple[str, ...]:
+    """Named dims of a stored state with ``spatial`` (1, 2 or 3) spatial axes."""
+    if spatial not in SPATIAL_DIMS:
+        raise DataError(f"states need 1 to 3 spatial axes, got {spatial}")
+    return ("sim", "time", "channel", *SPATIAL_DIMS[spatial])
 
 
 def write_dataset(
@@ -43,7 +55,7 @@ def write_dataset(
     """Atomically write a dataset file (see module docstring for the layout)."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         d = f.create_dataset("state", data=state.astype(np.float32), chunks=True)
-        d.attrs["dims"] = json.dumps(DIMS)
+        d.attrs["dims"] = json.dumps(state_dims(state.ndim - 3))
         f.create_dataset("params", data=np.asarray(params, dtype=np.float64))
         f.create_dataset("split", data=np.array(split, dtype="S5"))
         f.create_dataset("valid_mask", data=valid_mask.astype(np.uint8))
@@ -78,12 +90,13 @@ def open_dataset(path: str | Path) -> xr.Dataset:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"dataset {str(p)!r} is corrupt or not HDF5 ({exc}); delete it and {fix}") from exc
+    dims = state_dims(state.ndim - 3)
     ds = xr.Dataset(
         {
-            "state": (DIMS, state),
+            "state": (dims, state),
             "params": (("sim", "param"), params),
             "split": (("sim",), np.array(split)),
-            "valid_mask": (("channel", "y", "x"), mask),
+            "valid_mask": (dims[2:], mask),
         },
         coords={"param": list(param_names), "time": np.arange(state.shape[1])},
     )

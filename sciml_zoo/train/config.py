@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from sciml_zoo.errors import ConfigError
+from sciml_zoo.nn import ACTIVATIONS, ARCHS, PADDING_MODES
 
 __all__ = [
     "ModelConfig",
@@ -28,6 +29,9 @@ class ModelConfig:
 
     ``padding`` is the convolutions' padding mode (``"circular"`` for periodic
     domains); ``zero_mean`` makes corrections conserve each channel's total.
+    ``depth`` is the number of convolutions of the cnn (4: the book's CNN);
+    ``activation`` is ``"leaky_relu"`` (the paper's) or ``"gelu"``. Conv1d,
+    Conv2d or Conv3d follows from the dataset's state.
     """
 
     arch: str = "cnn"
@@ -36,12 +40,18 @@ class ModelConfig:
     blocks: int = 5
     padding: str = "zeros"
     zero_mean: bool = False
+    depth: int = 4
+    activation: str = "leaky_relu"
 
     def __post_init__(self) -> None:
-        if self.padding not in ("zeros", "circular", "reflect", "replicate"):
-            raise ConfigError(f"model.padding must be zeros, circular, reflect or replicate; got {self.padding!r}")
-        if self.arch not in ("cnn", "resnet"):
-            raise ConfigError(f"model.arch must be 'cnn' or 'resnet', got {self.arch!r}")
+        if self.padding not in PADDING_MODES:
+            raise ConfigError(f"model.padding must be one of {', '.join(PADDING_MODES)}; got {self.padding!r}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"model.activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
+        if self.depth < 1:
+            raise ConfigError(f"model.depth (convolutions of the cnn) must be >= 1, got {self.depth}")
         if self.kernel_size % 2 == 0 or self.width < 1:
             raise ConfigError("model.kernel_size must be odd and model.width positive")
 

@@ -97,6 +97,9 @@ def build_model(config: ModelConfig, data: TrainingData, *, seed: int) -> Correc
         width=config.width,
         kernel_size=config.kernel_size,
         blocks=config.blocks,
+        depth=config.depth,
+        activation=config.activation,
+        dim=data.mask.dim() - 1,
         padding_mode=config.padding,
     )
     norm = Normalization.from_training_data(data.states[data.train_idx], data.params[data.train_idx], data.mask)
