@@ -61,7 +61,7 @@ def evaluate_methods(
             coords={
                 "method": list(runs),
                 "step": np.arange(1, steps + 1),
-                "sim_param": ("sim", params[:, 0]),
+                "sim_param": ("sim", params[:, 0] if params.shape[1] else np.full(len(params), np.nan)),
             },
             name="mae",
         ),

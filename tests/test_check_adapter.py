@@ -27,6 +27,28 @@ def test_toy_diffusion_passes() -> None:
     assert report.ok and "capabilities: differentiable=True is honest" in report.passed
 
 
+@pytest.mark.parametrize("resolution", [(12,), (8, 6), (6, 4, 8)])
+def test_toy_diffusion_passes_in_1d_2d_and_3d(resolution: tuple[int, ...]) -> None:
+    solver = make_toy_solver(resolution=resolution)
+    assert solver.state_shape == (1, *reversed(resolution))
+    report = check_adapter(solver, params=K)
+    assert report.ok and any(p.startswith("restrict(state, resolution)") for p in report.passed), str(report)
+
+
+def test_ks_passes_through_the_registry() -> None:
+    solver = make_solver("ks", resolution=(48,))
+    assert solver.state_shape == (1, 48) and check_adapter(solver).ok
+
+
+def test_a_block_average_restriction_with_a_wrong_shape_is_reported() -> None:
+    class BadRestrict(ToyDiffusion):
+        def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
+            return state if tuple(resolution) == self.resolution else state[..., ::2]  # halves x only
+
+    report = check_adapter(BadRestrict(resolution=(8, 8)), params=K, raise_on_failure=False)
+    assert any("restrict(state, (4, 4)) gave (2, 1, 8, 4), want (2, 1, 4, 4)" in f for f in report.failures)
+
+
 @pytest.mark.parametrize("mode", ["worker", "file"])
 def test_burgers_c_passes_through_the_registry(build_dir, mode: str) -> None:
     register("burgers-c", make_burgers_c_solver)

@@ -11,7 +11,9 @@ import torch
 
 from sciml_zoo import DataError
 from sciml_zoo.data.generate import generate_dataset, partial_path
+from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.data.store import open_dataset
+from sciml_zoo.errors import ConfigError
 from sciml_zoo.train.loop import load_training_data
 
 
@@ -77,3 +79,59 @@ def test_missing_and_corrupt_files_raise_data_error(tmp_path):
         f["other"] = 1
     with pytest.raises(DataError, match="lacks"):
         open_dataset(empty)
+
+
+@pytest.mark.parametrize(
+    ("solver", "source", "reference", "dims"),
+    [
+        ("ks", (48,), (80,), ("sim", "time", "channel", "x")),  # spectral: a non-integer ratio
+        ("toy-diffusion", (4, 2, 3), (8, 4, 6), ("sim", "time", "channel", "z", "y", "x")),
+    ],
+)
+def test_1d_and_3d_datasets_have_named_dims_and_restricted_frames(tmp_path, solver, source, reference, dims):
+    from sciml_zoo.registry import make_solver
+
+    params = ((),) if solver == "ks" else ((0.01,),)
+    recipe = DatasetRecipe(
+        name="nd",
+        solver=solver,
+        source_resolution=source,
+        reference_resolution=reference,
+        param_names=() if solver == "ks" else ("diffusivity",),
+        train_params=params * 2,
+        test_params=params,
+        warmup_steps=3,
+        num_frames=4,
+    )
+    ds = open_dataset(generate_dataset(recipe, tmp_path / "nd.h5", progress=False))
+    assert ds["state"].dims == dims and ds["valid_mask"].dims == dims[2:]
+    assert ds["state"].shape == (3, 4, 1, *reversed(source))
+    fine = make_solver(solver, **recipe.solver_kwargs("reference"))
+    p = torch.tensor(recipe.train_params + recipe.test_params, dtype=torch.float32)
+    state = fine.initial_state(p, seed=0)
+    for _ in range(recipe.warmup_steps):
+        state = fine.step(state, p)
+    np.testing.assert_array_equal(ds["state"].values[:, 0], fine.restrict(state, source).numpy())
+    assert load_training_data(tmp_path / "nd.h5").recipe == recipe
+
+
+@pytest.mark.parametrize(
+    ("source", "reference", "words"),
+    [
+        ((32, 32), (64,), "same number"),
+        ((8, 8, 8, 8), (16, 16, 16, 16), "1 to 3"),
+        ((32,), (16,), "at least as fine"),
+        ((0,), (16,), "positive integers"),
+    ],
+)
+def test_recipe_resolutions_are_checked(source, reference, words) -> None:
+    with pytest.raises(ConfigError, match=words):
+        DatasetRecipe(
+            name="bad",
+            solver="toy-diffusion",
+            source_resolution=source,
+            reference_resolution=reference,
+            param_names=(),
+            train_params=((),),
+            test_params=((),),
+        )

@@ -171,3 +171,33 @@ def test_bad_options_name_the_fix() -> None:
         make_ks_solver(resolution=(48,), substeps=0)
     with pytest.raises(ValueError, match=r"\(B, 1\) domain lengths"):
         make_ks_solver(length_param=True).step(torch.zeros(2, 1, 48), torch.zeros(2, 0))
+
+
+@pytest.mark.parametrize("preset", ["ks", "ks_tiny"])
+def test_presets_use_the_probes_1473_weight_periodic_1d_cnn(preset: str) -> None:
+    from sciml_zoo.config_io import from_dict, load_toml
+    from sciml_zoo.experiment import PRESET_DIR, load_recipe
+    from sciml_zoo.nn import build_body
+    from sciml_zoo.train.config import ModelConfig
+
+    raw = load_toml(PRESET_DIR / f"{preset}.toml")
+    model = from_dict(ModelConfig, raw["model"], where="[model]")
+    recipe = load_recipe(raw["dataset"])
+    assert recipe.solver == "ks" and recipe.param_names == () and len(recipe.source_resolution) == 1
+    body = build_body(
+        model.arch,
+        1,
+        1,
+        dim=1,
+        width=model.width,
+        kernel_size=model.kernel_size,
+        depth=model.depth,
+        activation=model.activation,
+        padding_mode=model.padding,
+    )
+    assert sum(p.numel() for p in body.parameters()) == 1_473
+    assert raw["train"]["scheduler_options"]["T_max"] == raw["train"]["iterations"]
+    if preset == "ks":
+        assert (raw["train"]["unroll"], raw["train"]["batch_size"], raw["eval_steps"]) == (16, 16, 40)
+        assert recipe.num_frames >= 16 + 1 and recipe.num_frames > raw["eval_steps"]
+        assert len(recipe.train_params) == 16 and len(recipe.test_params) == 6

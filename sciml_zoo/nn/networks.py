@@ -195,7 +195,7 @@ class Normalization(nn.Module):
         c = states.shape[2]
         per_channel = states.transpose(0, 2).reshape(c, -1, *states.shape[3:])
         std = torch.stack([per_channel[i][:, mask[i]].std() for i in range(c)])
-        p_std = params.std(0) if len(params) > 1 else torch.ones(params.shape[1])
+        p_std = params.std(0) if len(params) > 1 and params.shape[1] else torch.ones(params.shape[1])
         p_std = torch.where(p_std > 0, p_std, torch.ones_like(p_std))
         return cls(std.clamp_min(1e-8), params.mean(0), p_std)
 
