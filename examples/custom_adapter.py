@@ -13,7 +13,8 @@ gives the same result as two single calls (``check_adapter`` checks this).
 The walk-through of docs/adapters.md, in order:
 
 1. subclass :class:`sciml_zoo.SolverBase`: ``step`` for training, and
-   ``initial_state`` and ``downsample`` for data generation;
+   ``initial_state`` for data generation (the inherited ``restrict``
+   block-averages fine states onto the source grid);
 2. check it with :func:`sciml_zoo.testing.check_adapter` and
    :func:`sciml_zoo.register` it under a name;
 3. describe a dataset with a :class:`~sciml_zoo.data.recipe.DatasetRecipe`
@@ -38,7 +39,6 @@ from sciml_zoo import Capabilities, SolverBase, register
 from sciml_zoo.data.generate import generate_dataset
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.evaluate import evaluate_methods
-from sciml_zoo.solver import block_average
 from sciml_zoo.testing import check_adapter
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.loop import RunConfig, load_training_data, train
@@ -62,9 +62,6 @@ class AllenCahnNumpy(SolverBase):
 
     def initial_state(self, params, *, seed):  # white noise, reproducible from the seed
         return 0.5 * torch.randn((len(params), *self.state_shape), generator=torch.Generator().manual_seed(seed))
-
-    def downsample(self, state, factor):  # cell averages on the coarse grid
-        return block_average(state, factor)
 
 
 def main(iterations=150):
