@@ -97,17 +97,25 @@ def generate_dataset(
     split = ["train"] * len(recipe.train_params) + ["test"] * len(recipe.test_params)
     key = json.dumps(to_jsonable(recipe), sort_keys=True)
 
+    missing = [m for m in ("initial_state", "restrict") if not callable(getattr(fine_solver, m, None))]
+    if missing:
+        raise DataError(
+            f"solver {recipe.solver!r} lacks {', '.join(missing)}(), which dataset generation needs; "
+            "subclass sciml_zoo.SolverBase (its restrict() block-averages) and define initial_state()"
+        )
+    hooks: Any = fine_solver
     total = recipe.warmup_steps + recipe.num_frames - 1
     ckpt = partial_path(out)
     resumed = _load_partial(ckpt, key)
+    frames: list[np.ndarray]
     if resumed is None:
-        step, fine, frames = 0, fine_solver.initial_state(params, seed=recipe.seed), []
+        step, fine, frames = 0, hooks.initial_state(params, seed=recipe.seed), []
     else:
         step, fine, frames = resumed
     who = f"{recipe.solver}.step (reference run)"
 
     def keep(state: torch.Tensor) -> None:
-        coarse = fine_solver.restrict(state, tuple(recipe.source_resolution))
+        coarse = hooks.restrict(state, tuple(recipe.source_resolution))
         check_state(coarse, coarse_solver.state_shape, who=f"{recipe.solver}.restrict")
         frames.append(coarse.numpy().astype(np.float32))
 

@@ -183,6 +183,10 @@ class Normalization(nn.Module):
     statistics; we do not).
     """
 
+    state_std: Tensor
+    param_mean: Tensor
+    param_std: Tensor
+
     def __init__(self, state_std: Tensor, param_mean: Tensor, param_std: Tensor) -> None:
         super().__init__()
         self.register_buffer("state_std", state_std.float().clone())
@@ -216,6 +220,8 @@ class CorrectionNet(nn.Module):
             from the correction, so that it cannot change conserved totals
             (mass in Cahn-Hilliard, momentum in periodic Burgers).
     """
+
+    mask: Tensor
 
     def __init__(self, body: nn.Module, normalization: Normalization, mask: Tensor, *, zero_mean: bool = False) -> None:
         super().__init__()
