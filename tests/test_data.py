@@ -135,3 +135,27 @@ def test_recipe_resolutions_are_checked(source, reference, words) -> None:
             train_params=((),),
             test_params=((),),
         )
+
+
+def test_generation_names_missing_data_hooks(tmp_path, monkeypatch):
+    from sciml_zoo import registry
+
+    class StepOnly:
+        name, param_names, state_shape = "step-only", ("k",), (1, 4)
+        capabilities = None
+
+        def step(self, state, params):
+            return state
+
+    monkeypatch.setitem(registry._RUNTIME, "step-only", lambda **_: StepOnly())  # undone after the test
+    recipe = DatasetRecipe(
+        name="x",
+        solver="step-only",
+        source_resolution=(4,),
+        reference_resolution=(4,),
+        param_names=("k",),
+        train_params=((1.0,),),
+        test_params=((1.0,),),
+    )
+    with pytest.raises(DataError, match=r"lacks initial_state, restrict\(\).*SolverBase"):
+        generate_dataset(recipe, tmp_path / "x.h5", progress=False)
