@@ -237,19 +237,22 @@ def check_adapter(
         return None if same else "from_native(to_native(x)) does not give back x exactly"
 
     spatial = shape[1:]
-    resolution = tuple(getattr(solver, "resolution", reversed(spatial)))
+    resolution = _resolution(solver, spatial)
     cell_centred = resolution == tuple(reversed(spatial))
 
     def _restrict() -> str | None:
         same = solver.restrict(x, resolution)  # type: ignore[attr-defined]
         if tuple(same.shape) != tuple(x.shape):
             return f"restrict(state, {resolution}) (its own resolution) gave {tuple(same.shape)}, want {tuple(x.shape)}"
-        if cell_centred and all(n % 2 == 0 for n in resolution):
+        if all(n % 2 == 0 for n in resolution):
             half = tuple(n // 2 for n in resolution)
             small = solver.restrict(x, half)  # type: ignore[attr-defined]
-            want = (2, shape[0], *(n // 2 for n in spatial))
-            if tuple(small.shape) != want:
-                return f"restrict(state, {half}) gave {tuple(small.shape)}, want {want}"
+            if cell_centred:
+                want = (2, shape[0], *(n // 2 for n in spatial))
+                if tuple(small.shape) != want:
+                    return f"restrict(state, {half}) gave {tuple(small.shape)}, want {want}"
+            elif tuple(small.shape[:2]) != (2, shape[0]) or small.dim() != x.dim() or small.numel() >= x.numel():
+                return f"restrict(state, {half}) gave {tuple(small.shape)}, want a smaller (2, {shape[0]}, ...) state"
         return None
 
     def _mask() -> str | None:
@@ -268,6 +271,20 @@ def check_adapter(
         describe = solver.describe  # type: ignore[attr-defined]
         check("describe(): JSON-serialisable", lambda: json.dumps(describe()) and None)
     return _finish(report, raise_on_failure)
+
+
+def _resolution(solver: Any, spatial: tuple[int, ...]) -> tuple[int, ...]:
+    """The solver's own resolution ``(nx, ...)``: its ``resolution`` attribute, else the
+    ``"resolution"`` of ``describe()``, else the cell-centred guess (the spatial sizes reversed)."""
+    res = getattr(solver, "resolution", None)
+    if res is None and callable(getattr(solver, "describe", None)):
+        try:
+            res = solver.describe().get("resolution")
+        except Exception:  # noqa: BLE001 - describe() is checked on its own
+            res = None
+    if isinstance(res, (list, tuple)) and len(res) == len(spatial) and all(isinstance(n, int) for n in res):
+        return tuple(res)
+    return tuple(reversed(spatial))
 
 
 def _finish(report: AdapterReport, raise_on_failure: bool) -> AdapterReport:

@@ -40,6 +40,13 @@ def test_ks_passes_through_the_registry() -> None:
     assert solver.state_shape == (1, 48) and check_adapter(solver).ok
 
 
+def test_phiflow_wake_passes_with_its_staggered_restriction() -> None:
+    from solvers.phiflow_wake import make_wake_solver
+
+    report = check_adapter(make_wake_solver(resolution=(16, 32)), params=torch.tensor([[200.0], [400.0]]))
+    assert report.ok and any(p.startswith("restrict(state, resolution)") for p in report.passed)
+
+
 def test_a_block_average_restriction_with_a_wrong_shape_is_reported() -> None:
     class BadRestrict(ToyDiffusion):
         def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
