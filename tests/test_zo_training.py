@@ -74,7 +74,7 @@ def _assert_black_box(monkeypatch):
     [
         ("identity", {}),
         ("stencil", {}),
-        ("rge", {"num_directions": 16, "central": True}),
+        ("weight-rge", {"num_directions": 16, "difference": "central"}),
         ("sparse-cge", {"sparsity": 0.5, "grasp_directions": 16}),
     ],
 )
