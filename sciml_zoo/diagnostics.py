@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -159,7 +159,7 @@ def compare_gradients(
         )
         truth, fo_steps = _flat_grad(model), counter.sample_steps
     rows = []
-    mask = model.mask.bool()
+    mask = cast(torch.Tensor, model.mask).bool()
     for est in estimators:
         cfg = TrainConfig(method="zo-sol", unroll=unroll, estimator=est)
         counter = StepCounter()

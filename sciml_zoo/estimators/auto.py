@@ -88,9 +88,14 @@ class Auto(FiniteDifferences):
 
     def model_for(self, state: Tensor, mask: Tensor | None) -> ProbedModel:
         """The model ``auto`` uses for this state layout (dense or banded)."""
-        fd = {"mu": self.mu, "difference": self.difference, "query_batch": self.query_batch}
-        dense = Jacobian(**fd)
-        banded = Banded(radius=int(self.state["radius"]), boundary=self.boundary, **fd)
+        dense = Jacobian(mu=self.mu, difference=self.difference, query_batch=self.query_batch)
+        banded = Banded(
+            mu=self.mu,
+            difference=self.difference,
+            query_batch=self.query_batch,
+            radius=int(self.state["radius"]),
+            boundary=self.boundary,
+        )
         count = valid_count(state, mask)
         if count <= self.max_dense or banded.num_probes(state, mask) >= count:
             return dense

@@ -60,7 +60,7 @@ def _patches(padded: Tensor, kernel_size: int, shape: tuple[int, ...]) -> Tensor
     """``(N, C, *spatial)`` padded -> ``(N, C * k^ndim, prod(spatial))`` (``unfold`` in N-D)."""
     views = []
     for offset in itertools.product(range(kernel_size), repeat=len(shape)):
-        index = (..., *(slice(o, o + n) for o, n in zip(offset, shape, strict=True)))
+        index: tuple[Any, ...] = (..., *(slice(o, o + n) for o, n in zip(offset, shape, strict=True)))
         views.append(padded[index])
     cols = torch.stack(views, 2)  # (N, C, K, *spatial)
     return cols.flatten(1, 2).flatten(2)

@@ -200,6 +200,13 @@ class WeightRGE(WeightQueries):
         return f0
 
 
+def _as_named(name: str, shape: torch.Size) -> Callable[[Tensor], dict[str, Tensor]]:
+    def named(points: Tensor) -> dict[str, Tensor]:
+        return {name: points.view(len(points), *shape)}
+
+    return named
+
+
 @dataclass(frozen=True)
 class WeightCGE(WeightQueries):
     """Coordinate-wise gradient estimate: one query per coordinate (two if central).
@@ -241,9 +248,7 @@ class WeightCGE(WeightQueries):
                     losses = self._query(batched_loss, {name: pts})
                     slopes = (losses[: len(j)] - losses[len(j) :]) / (2 * self.mu)
                 else:
-                    slopes = self._paired_forward(
-                        batched_loss, lambda pts, name=name, p=p: {name: pts.view(len(pts), *p.shape)}, flat, plus
-                    )
+                    slopes = self._paired_forward(batched_loss, _as_named(name, p.shape), flat, plus)
                 grad[j] = slopes.to(grad.dtype)
             grads[name] = grad.view(p.shape)
         write_grads(params, grads)

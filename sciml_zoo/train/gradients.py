@@ -21,7 +21,7 @@ Everything else in training is shared, so comparisons isolate the gradient.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -65,7 +65,8 @@ class BackpropGradient:
 
     def __call__(self, windows: Windows, generator: torch.Generator) -> Tensor:
         predicted = corrected_rollout(self.step, self.model, windows.initial, windows.params, self.steps)
-        loss = trajectory_loss(predicted, windows.targets, self.model.norm.state_std, self.model.mask)
+        std, mask = cast(Tensor, self.model.norm.state_std), cast(Tensor, self.model.mask)
+        loss = trajectory_loss(predicted, windows.targets, std, mask)
         loss.backward()
         return loss.detach()
 
@@ -181,7 +182,7 @@ def make_gradient(
         raise ConfigError(f"train.estimator {cfg.estimator!r} was not built; construct TrainConfig normally")
     estimator = cfg.estimator.fresh()
     if isinstance(estimator, SolverSpaceEstimator):
-        zo = make_zo_step(raw, estimator, counter=counter, mask=model.mask.bool())
+        zo = make_zo_step(raw, estimator, counter=counter, mask=cast(Tensor, model.mask).bool())
         return SolverSpaceGradient(model, zo, steps=cfg.steps)
     if isinstance(estimator, WeightSpaceEstimator):
         return WeightSpaceGradient(model, counting(raw, counter), steps=cfg.steps, estimator=estimator)
