@@ -282,3 +282,27 @@ def test_forward_differences_cancel_a_batch_dependent_solver_offset():
     g = true_grad(model)
     CGE(mu=1e-6, query_batch=4).estimate(model, coupled, generator=gen(0))
     assert rel_err(flat_grad(model), g) < 1e-6
+
+
+def test_sparse_cge_grasp_ratios_live_in_the_state_and_runs_are_deterministic():
+    import json
+
+    model, loss, _ = mlp_problem()
+    before = torch.random.get_rng_state()
+    grads, states = [], []
+    for _ in range(2):
+        est = SparseCGE(sparsity=0.5, grasp_directions=8)
+        est.estimate(model, loss, generator=gen(4))
+        grads.append(flat_grad(model))
+        states.append(est.state_dict())
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(grads[0], grads[1])
+    ratios = states[0]["ratios"]
+    assert set(ratios) == {n for n, _ in model.named_parameters()} and ratios["0.bias"] == 0.0
+    json.dumps({k: v for k, v in states[0].items() if k != "subsets"})
+    assert all(isinstance(t, Tensor) for t in states[0]["subsets"].values())
+    resumed = SparseCGE(sparsity=0.5, grasp_directions=8)
+    resumed.load_state_dict(states[0])
+    resumed.estimate(model, loss, generator=gen(5))
+    assert resumed.state["ratios"] == ratios  # no second ZO-GraSP
+    assert resumed.queries_last == 1 + sum(len(s) for s in resumed.subsets.values()) + 4

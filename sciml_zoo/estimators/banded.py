@@ -25,7 +25,9 @@ non-periodic solver (the wrapped band entries then come out as zero); use
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -62,6 +64,30 @@ class _Layout:
     gathers: list[tuple[Tensor, Tensor]]  # per offset: source cell index (X,), valid (X,)
 
 
+@functools.lru_cache(maxsize=16)
+def _layout(shape: tuple[int, ...], radius: int, periodic: bool, device: torch.device) -> _Layout:
+    """Colours and band gathers of one grid (cached: every step of a run reuses them)."""
+    periods = colour_periods(shape, radius, periodic=periodic)
+    grids = torch.meshgrid(*[torch.arange(n, device=device) for n in shape], indexing="ij")
+    colours = torch.zeros(shape, dtype=torch.long, device=device)
+    for g, p in zip(grids, periods, strict=True):
+        colours = colours * p + g % p
+    gathers = []
+    for offset in itertools.product(*[_offsets(n, radius, periodic) for n in shape]):
+        source = torch.zeros(shape, dtype=torch.long, device=device)
+        valid = torch.ones(shape, dtype=torch.bool, device=device)
+        for g, n, o in zip(grids, shape, offset, strict=True):
+            x = g + o
+            if periodic:
+                x = x % n
+            else:
+                valid &= (x >= 0) & (x < n)
+                x = x.clamp(0, n - 1)
+            source = source * n + x
+        gathers.append((source.flatten(), valid.flatten()))
+    return _Layout(colours.flatten(), math.prod(periods), gathers)
+
+
 @dataclass(frozen=True)
 class Banded(ProbedModel):
     """``J^T v`` from a local Jacobian recovered by column colouring (see the module docstring).
@@ -88,37 +114,11 @@ class Banded(ProbedModel):
         self._need_choice("boundary", ("periodic", "open"))
 
     def _layout(self, state: Tensor) -> _Layout:
-        shape = tuple(state.shape[2:])
-        periodic = self.boundary == "periodic"
-        periods = colour_periods(shape, self.radius, periodic=periodic)
-        grids = torch.meshgrid(*[torch.arange(n, device=state.device) for n in shape], indexing="ij")
-        colours = torch.zeros(shape, dtype=torch.long, device=state.device)
-        for g, p in zip(grids, periods, strict=True):
-            colours = colours * p + g % p
-        gathers = []
-        for offset in itertools.product(*[_offsets(n, self.radius, periodic) for n in shape]):
-            source = torch.zeros(shape, dtype=torch.long, device=state.device)
-            valid = torch.ones(shape, dtype=torch.bool, device=state.device)
-            for g, n, o in zip(grids, shape, offset, strict=True):
-                x = g + o
-                if periodic:
-                    x = x % n
-                else:
-                    valid &= (x >= 0) & (x < n)
-                    x = x.clamp(0, n - 1)
-                source = source * n + x
-            gathers.append((source.flatten(), valid.flatten()))
-        num = 1
-        for p in periods:
-            num *= p
-        return _Layout(colours.flatten(), num, gathers)
+        return _layout(tuple(state.shape[2:]), self.radius, self.boundary == "periodic", state.device)
 
     def num_probes(self, state: Tensor, mask: Tensor | None) -> int:
-        shape = tuple(state.shape[2:])
-        num = state.shape[1]
-        for p in colour_periods(shape, self.radius, periodic=self.boundary == "periodic"):
-            num *= p
-        return num
+        periods = colour_periods(tuple(state.shape[2:]), self.radius, periodic=self.boundary == "periodic")
+        return int(state.shape[1]) * math.prod(periods)
 
     def directions(self, ctx: ProbeContext) -> Tensor:
         state = ctx.state
@@ -146,7 +146,7 @@ class Banded(ProbedModel):
         flat = u.flatten(2)  # (B, C_in, X)
         out = torch.zeros_like(flat)
         for i, (source, _) in enumerate(layout.gathers):
-            out += torch.einsum("boix,bix->box", band[:, i], flat[:, :, source])
+            out += (band[:, i] * flat[:, None, :, source]).sum(2)
         return out.view_as(u)
 
     def model_vjp(self, ctx: ProbeContext, model: Any, v: Tensor) -> Tensor:
@@ -154,6 +154,6 @@ class Banded(ProbedModel):
         flat = v.flatten(2)  # (B, C_out, X)
         out = torch.zeros_like(flat)
         for i, (source, valid) in enumerate(layout.gathers):
-            w = torch.einsum("boix,box->bix", band[:, i], flat)  # lands on input cell source[x]
+            w = (band[:, i] * flat[:, :, None]).sum(1)  # (B, C_in, X): lands on input cell source[x]
             out.index_add_(2, source[valid], w[:, :, valid])
         return out.view_as(v)
