@@ -294,3 +294,34 @@ def test_state_dict_is_tensors_and_json_and_round_trips():
     saved = stencil.state_dict()
     assert set(saved["fit"]) == {"kernel", "center", "scale", "params"}
     assert all(isinstance(t, torch.Tensor) for t in saved["fit"].values())
+
+
+@pytest.mark.parametrize("shape", [(32,), (8, 8), (6, 6, 6)], ids=["1d", "2d", "3d"])
+def test_stencil_is_n_dimensional(shape):
+    """A translation-invariant periodic diffusion step in 1-3D: a 3^ndim stencil fits it exactly."""
+    ndim = len(shape)
+    dims = list(range(2, 2 + ndim))
+
+    def step(x, params):
+        lap = sum(x.roll(s, d) for d in dims for s in (1, -1)) - 2 * ndim * x
+        return x + 0.1 * lap
+
+    state = torch.randn(2, 1, *shape, generator=torch.Generator().manual_seed(0), dtype=F64)
+    params = torch.zeros(2, 1, dtype=F64)
+    cos, err = _cos_err(step, state, params, Stencil(kernel_size=3, boundary="circular"))
+    assert cos > 1 - 1e-9 and err < 1e-5, (cos, err)
+    cos_b, err_b = _cos_err(burgers, *_1d(burgers, 1)[1:], Stencil(kernel_size=3, boundary="circular"))
+    assert cos_b > 0.99, cos_b  # nonlinear: constant kernels are an approximation
+
+
+def test_auto_falls_back_when_the_step_size_is_lost_in_round_off_after_the_first_use():
+    step, state, params = _1d(burgers, 1, n=256)
+    est = Auto(mu=1e-3)  # float32: needs rms(state) / max|state| > ~0.12
+    zo = make_zo_step(step, est)
+    x = state.float().clone().requires_grad_(True)
+    zo(x, params.float()).sum().backward()  # first use: fine
+    spiky = torch.zeros_like(x.detach())
+    spiky[..., 0] = 1.0  # rms / max = 1/16
+    y = spiky.requires_grad_(True)
+    (grad,) = torch.autograd.grad(zo(y, params.float()).sum(), y)
+    assert est.stats()["step_size_fallbacks"] == 1 and torch.equal(grad, torch.ones_like(grad))

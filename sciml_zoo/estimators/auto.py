@@ -17,9 +17,10 @@ compared with the model's prediction; a relative residual above
 nonlinear black box) makes that member's ``J^T v`` fall back to ``identity``
 for the step, and a banded model is widened (radius doubled while the probes
 stay within ``max_dense`` per sample) for the next step. A non-finite estimate
-also falls back. Every check, failure and fallback is counted in
-:meth:`Auto.stats` (and in the checkpointed state). The finite-difference step
-is checked against round-off at first use.
+also falls back, and so does a step at which ``mu * rms(state)`` would be lost
+in round-off (the first step raises instead, so a bad ``mu`` is not hidden).
+Every check, failure and fallback is counted in :meth:`Auto.stats` (and in the
+checkpointed state).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Auto(FiniteDifferences):
             "fallback_steps": 0,
             "fallback_members": 0,
             "nonfinite": 0,
+            "step_size_fallbacks": 0,
             "widened": 0,
             "failing": False,
             "radius": self.radius,
@@ -112,7 +114,11 @@ class Auto(FiniteDifferences):
         if check:
             held_out = random_directions(1, ctx.state, mask=ctx.mask, generator=ctx.generator)
             dirs = torch.cat([dirs, held_out], 1)
-        responses = self.probe(ctx, dirs)
+        try:
+            responses = self.probe(ctx, dirs)
+        except ValueError:  # the step is lost in round-off at this state (checked at first use by ZOStep)
+            st["step_size_fallbacks"] += 1
+            return None
         fitted = model.assemble(ctx, responses[:, :n])
         failed = torch.zeros(ctx.state.shape[0], dtype=torch.bool, device=ctx.state.device)
         if check:
@@ -137,8 +143,12 @@ class Auto(FiniteDifferences):
             self.state["widened"] += 1
 
     def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
-        model, fitted, failed = data
         v = masked(v, ctx.mask)
+        if data is None:  # no usable probes at this step
+            self.state["fallback_steps"] += 1
+            self.state["fallback_members"] += int(v.shape[0])
+            return v
+        model, fitted, failed = data
         grad = model.vjp(ctx, fitted, v)
         bad = ~torch.isfinite(grad).flatten(1).all(1)
         if bool(bad.any()):
