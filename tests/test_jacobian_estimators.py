@@ -142,10 +142,12 @@ def _window(radius, off, shape):
 
 def test_banded_colouring_counts_and_wrap():
     state = torch.zeros(1, 2, 48)
-    assert Banded(radius=2).num_probes(state, None) == 2 * 6  # 5 does not divide 48: period 6
+    assert Banded(radius=2).num_probes(state, None) == 2 * 6  # 5 does not divide 48: 9 blocks of 5-6
     assert Banded(radius=2, boundary="open").num_probes(state, None) == 2 * 5
     assert Banded(radius=1).num_probes(torch.zeros(1, 3, 12, 12), None) == 3 * 9
-    assert Banded(radius=2).num_probes(torch.zeros(1, 1, 7), None) == 7  # prime size: coordinate-wise
+    assert Banded(radius=2).num_probes(torch.zeros(1, 1, 7), None) == 7  # one block: coordinate-wise
+    assert Banded(radius=1).num_probes(torch.zeros(1, 1, 13), None) == 4  # blocks 4, 3, 3, 3
+    assert Banded(radius=2).num_probes(torch.zeros(1, 1, 64, 64), None) == 6 * 6  # 12 blocks of 5-6
 
 
 def test_auto_picks_dense_for_small_and_banded_for_large_states():
@@ -325,3 +327,18 @@ def test_auto_falls_back_when_the_step_size_is_lost_in_round_off_after_the_first
     y = spiky.requires_grad_(True)
     (grad,) = torch.autograd.grad(zo(y, params.float()).sum(), y)
     assert est.stats()["step_size_fallbacks"] == 1 and torch.equal(grad, torch.ones_like(grad))
+
+
+def test_periodic_colouring_separates_equal_colours_across_the_wrap():
+    from sciml_zoo.estimators.banded import _colour_of
+
+    for n in range(1, 40):
+        for r in range(0, 5):
+            colours, count = _colour_of(n, r, True)
+            assert len(colours) == n and max(colours) == count - 1
+            for a in range(n):
+                for b in range(a + 1, n):
+                    if colours[a] == colours[b]:
+                        assert min(b - a, n - (b - a)) >= 2 * r + 1, (n, r, a, b)
+            if 2 * r + 1 <= n:
+                assert count == -(-n // (n // (2 * r + 1)))  # ceil(n / m): the fewest possible

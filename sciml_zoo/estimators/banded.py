@@ -5,22 +5,24 @@ A PDE time step couples each cell to its neighbours within a few cells. If
 spatial dimension (any channel to any channel), two columns whose cells are at
 least ``2r + 1`` apart in some dimension touch disjoint rows. Curtis, Powell
 and Reid (1974) therefore probe whole *colours* at once: here the colour of
-input entry ``(c, x)`` is ``(c, x mod p)`` per dimension with period ``p >=
-2r + 1``, one probe per colour sums its columns, and every entry of the band
-is read back from the probe of its column's colour. That is ``C * prod(p)``
-probes per sample (``C (2r+1)^ndim`` when ``2r + 1`` divides the grid; twice
-that for central differences), all in one batched solver call, and it
+input entry ``(c, x)`` is ``c`` and one colour per spatial dimension such that
+equal colours are ``>= 2r + 1`` cells apart, one probe per colour sums its
+columns, and every entry of the band is read back from the probe of its
+column's colour. That is ``C * prod(p)`` probes per sample, ``p`` colours per
+dimension (``C (2r+1)^ndim`` when ``2r + 1`` divides the grid; twice that for
+central differences), all in one batched solver call, and it
 recovers the banded ``J`` exactly (up to the differences) for a truly local
 step, with no translation-invariance assumption: the coefficients may vary
 from cell to cell, and the step may be nonlinear and multi-field. It
 generalises the ``stencil`` estimator to any local step in 1-3 dimensions.
 
-Periodic grids: with ``boundary="periodic"`` (the default) the colour period
-of each dimension is the smallest divisor of its size that is ``>= 2r + 1``
-(the whole size, i.e. coordinate-wise probing in that dimension, if none is
-smaller), so colours stay separated across the wrap. This is also correct for a
-non-periodic solver (the wrapped band entries then come out as zero); use
-``boundary="open"`` only to save probes when ``2r + 1`` does not divide a size.
+Periodic grids: with ``boundary="periodic"`` (the default) each dimension of
+size ``n`` is cut into ``m = n // (2r + 1)`` nearly equal blocks and a cell's
+colour is its index in its block, so colours stay separated across the wrap
+with ``ceil(n / m)`` colours (``2r + 1`` when it divides ``n``; e.g. 6 for
+``n = 48, r = 2``). This is also correct for a non-periodic solver (the
+wrapped band entries then come out as zero); ``boundary="open"`` (``x mod
+(2r + 1)``) saves a colour or two when ``2r + 1`` does not divide a size.
 """
 
 from __future__ import annotations
@@ -41,12 +43,29 @@ from sciml_zoo.estimators.probes import masked
 __all__ = ["Banded", "colour_periods"]
 
 
-def colour_periods(shape: tuple[int, ...], radius: int, *, periodic: bool) -> tuple[int, ...]:
-    """Colour period per spatial dimension for band radius ``radius`` (see the module docstring)."""
+def _colour_of(n: int, radius: int, periodic: bool) -> tuple[list[int], int]:
+    """Colour of each cell along one dimension, and the number of colours.
+
+    Open: ``x mod (2r + 1)``. Periodic: the cycle is cut into ``m = n // (2r + 1)``
+    blocks of (nearly) equal size, each at least ``2r + 1``, and a cell's colour is
+    its index within its block; same-colour cells are then at least ``2r + 1``
+    apart also across the wrap, with ``ceil(n / m)`` colours (the fewest possible).
+    """
     width = 2 * radius + 1
-    if not periodic:
-        return tuple(min(width, n) for n in shape)
-    return tuple(next(p for p in range(min(width, n), n + 1) if n % p == 0) for n in shape)
+    if not periodic or width >= n:
+        count = min(width, n)
+        return [x % count for x in range(n)], count
+    blocks = n // width
+    size, extra = divmod(n, blocks)
+    colours = []
+    for j in range(blocks):
+        colours += list(range(size + (1 if j < extra else 0)))
+    return colours, size + (1 if extra else 0)
+
+
+def colour_periods(shape: tuple[int, ...], radius: int, *, periodic: bool) -> tuple[int, ...]:
+    """Number of colours per spatial dimension for band radius ``radius`` (see the module docstring)."""
+    return tuple(_colour_of(n, radius, periodic)[1] for n in shape)
 
 
 def _offsets(n: int, radius: int, periodic: bool) -> range:
@@ -70,8 +89,9 @@ def _layout(shape: tuple[int, ...], radius: int, periodic: bool, device: torch.d
     periods = colour_periods(shape, radius, periodic=periodic)
     grids = torch.meshgrid(*[torch.arange(n, device=device) for n in shape], indexing="ij")
     colours = torch.zeros(shape, dtype=torch.long, device=device)
-    for g, p in zip(grids, periods, strict=True):
-        colours = colours * p + g % p
+    for g, n, p in zip(grids, shape, periods, strict=True):
+        table = torch.tensor(_colour_of(n, radius, periodic)[0], dtype=torch.long, device=device)
+        colours = colours * p + table[g]
     gathers = []
     for offset in itertools.product(*[_offsets(n, radius, periodic) for n in shape]):
         source = torch.zeros(shape, dtype=torch.long, device=device)
