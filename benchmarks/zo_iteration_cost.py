@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/zo_iteration_cost.py --data results/quick/data/wake_quick.h5 \
-        [--estimators identity stencil rge:num_directions=8 ...] [--repeats 5]
+        [--estimators identity stencil banded auto ...] \
+        [--estimator-option banded.radius=1 ...] [--repeats 5]
 
 For each method the gradient of the same SOL loss (same weights, same windows)
 is computed ``--repeats`` times after one warm-up call (jit tracing); the median
@@ -20,9 +21,10 @@ import time
 
 import torch
 
-from sciml_zoo.diagnostics import parse_spec
+from sciml_zoo.diagnostics import build_estimators, parse_estimator_options
+from sciml_zoo.estimators import WeightSpaceEstimator
 from sciml_zoo.solver import StepCounter, black_box, counting
-from sciml_zoo.train.config import WEIGHT_SPACE_ESTIMATORS, ModelConfig, TrainConfig
+from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import WeightSpaceGradient, make_gradient
 from sciml_zoo.train.loop import build_model, load_training_data, source_solver
 from sciml_zoo.train.objective import WindowSampler
@@ -30,12 +32,15 @@ from sciml_zoo.train.objective import WindowSampler
 DEFAULT = [
     "stop-gradient",
     "identity",
-    "identity-rge:num_directions=4",
+    "identity-rge",
     "stencil",
-    "rge:num_directions=8,central=true",
-    "rge:num_directions=64,central=true",
-    "sparse-cge:sparsity=0.99,grasp_directions=16",
+    "jacobian",
+    "banded",
+    "auto",
+    "weight-rge",
+    "sparse-cge",
 ]
+DEFAULT_OPTIONS = ["identity-rge.num_directions=4", "sparse-cge.sparsity=0.99", "sparse-cge.grasp_directions=16"]
 
 
 def _time(fn, repeats: int) -> float:
@@ -52,12 +57,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="results/quick/data/wake_quick.h5")
     p.add_argument("--estimators", nargs="*", default=DEFAULT)
+    p.add_argument("--estimator-option", action="append", metavar="NAME.KEY=VALUE", default=None)
     p.add_argument("--unroll", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    items = DEFAULT_OPTIONS if args.estimator_option is None else args.estimator_option
+    options = {k: v for k, v in parse_estimator_options(items).items() if k in args.estimators}
+    estimators = build_estimators(args.estimators, options)  # validated before any query
     data = load_training_data(args.data)
     solver = source_solver(data)
     model = build_model(ModelConfig(), data, seed=0)
@@ -74,8 +83,7 @@ def main() -> None:
                 model,
                 counting(black_box(solver), counter),
                 steps=cfg.steps,
-                name=cfg.estimator,
-                options=cfg.estimator_options,
+                estimator=grad.estimator,
                 reuse=False,
             )
         gen = torch.Generator().manual_seed(0)
@@ -91,12 +99,11 @@ def main() -> None:
         rows.append((label, seconds, steps))
 
     measure("FO-SOL", TrainConfig(method="fo-sol", unroll=args.unroll))
-    for spec in args.estimators:
-        name, options = parse_spec(spec)
-        cfg = TrainConfig(method="zo-sol", unroll=args.unroll, estimator=name, estimator_options=options)
-        measure(f"ZO-SOL[{spec}]", cfg)
-        if name in WEIGHT_SPACE_ESTIMATORS:
-            measure(f"ZO-SOL[{spec}] without feature reuse", cfg, reuse=False)
+    for est in estimators:
+        cfg = TrainConfig(method="zo-sol", unroll=args.unroll, estimator=est)
+        measure(f"ZO-SOL[{est.name}]", cfg)
+        if isinstance(est, WeightSpaceEstimator):
+            measure(f"ZO-SOL[{est.name}] without feature reuse", cfg, reuse=False)
     fo_s, fo_steps = rows[0][1], rows[0][2]
     print(
         f"{data.recipe.name}: unroll {args.unroll}, batch {args.batch_size}, threads {args.threads}, "

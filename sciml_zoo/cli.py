@@ -128,6 +128,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> None:
         args.data,
         run=args.run,
         estimators=args.estimators,
+        estimator_options=args.estimator_option or [],
         unroll=args.unroll,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -194,10 +195,16 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("solvers", help="list installed solver adapters and their capabilities")
     s.set_defaults(func=_cmd_solvers)
 
-    d = sub.add_parser("diagnose", help="compare ZO gradient estimates with the true FO-SOL gradient")
+    d = sub.add_parser("diagnose", help="compare ZO gradient estimates: fit residuals, agreement, true gradient")
     d.add_argument("--data", required=True)
     d.add_argument("--run", help="run directory whose weights to use (default: fresh init)")
-    d.add_argument("--estimators", nargs="*")
+    d.add_argument("--estimators", nargs="*", help="registry names, e.g. identity stencil banded auto")
+    d.add_argument(
+        "--estimator-option",
+        action="append",
+        metavar="NAME.KEY=VALUE",
+        help="an estimator option with the config's keys, e.g. stencil.kernel_size=3 (repeatable)",
+    )
     d.add_argument("--unroll", type=int, default=4)
     d.add_argument("--batch-size", dest="batch_size", type=int, default=3)
     d.add_argument("--repeats", type=int, default=1)

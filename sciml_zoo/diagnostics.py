@@ -1,72 +1,135 @@
-"""Estimator diagnostics: ZO gradient estimates against the true FO-SOL gradient.
+"""Estimator diagnostics: help a user pick an estimator for their own solver.
 
 At one network state and one batch of windows, every estimator's gradient of
-the SOL loss is compared with the exact gradient obtained by backpropagating
-through the differentiable adapter: cosine similarity, relative norm error
-``|g_hat - g| / |g|``, solver sample-steps spent, and wall-clock. This is how
-users choose an estimator and how we know ours are right.
+the SOL loss is computed and reported with its solver sample-steps and
+wall-clock, plus:
 
-Estimator specs are ``name`` or ``name:key=value,key=value``, e.g.
-``rge:num_directions=64,central=true`` or ``stencil:num_probes=2``.
+- **against the truth** (differentiable solvers only): cosine and relative
+  error ``|g_hat - g| / |g|`` against the FO-SOL gradient by backpropagation;
+- **fit residual** (solver-space estimators, any solver, black boxes
+  included): on held-out random probes ``u`` and ``w`` at the batch's first
+  solver input, ``sqrt(sum (w^T J u - (J_hat^T w)^T u)^2 / sum (w^T J u)^2)``
+  with ``J u`` measured by central differences; for Gaussian ``u, w`` this
+  estimates ``|J - J_hat|_F / |J|_F`` (0: exact, 1: no better than zero);
+- **agreement**: the pairwise cosine between the estimators' weight
+  gradients (on a black box, estimators that agree with a low-residual one
+  are trustworthy).
+
+Estimators are registry names (:data:`sciml_zoo.estimators.ESTIMATORS`), each
+at most once; options use the config's keys, one ``NAME.KEY=VALUE`` per
+option (values parsed like ``--set``), e.g. on the CLI::
+
+    sciml-zoo diagnose --data d.h5 --estimators identity stencil banded \\
+        --estimator-option stencil.kernel_size=3 --estimator-option banded.radius=1
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from sciml_zoo.config_io import parse_override
 from sciml_zoo.errors import ConfigError
+from sciml_zoo.estimators import (
+    Estimator,
+    ProbeContext,
+    SolverSpaceEstimator,
+    agreement,
+    make_estimator,
+)
+from sciml_zoo.estimators.probes import finite_difference_jvp, random_directions
 from sciml_zoo.nn import CorrectionNet
-from sciml_zoo.solver import Solver, StepCounter
+from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import make_gradient
 from sciml_zoo.train.loop import build_model, load_model, load_training_data, source_solver
 from sciml_zoo.train.objective import Windows, WindowSampler
 
 __all__ = [
-    "GradientComparison",
-    "parse_spec",
+    "DEFAULT_ESTIMATORS",
+    "EstimatorReport",
+    "build_estimators",
     "compare_gradients",
+    "fit_residual",
+    "format_diagnostics",
+    "parse_estimator_options",
     "run_diagnostics",
-    "DEFAULT_SPECS",
 ]
 
-DEFAULT_SPECS = (
-    "stop-gradient",
-    "identity",
-    "state-rge:num_directions=4",
-    "identity-rge:num_directions=4",
-    "stencil",
-    "rge:num_directions=1",
-    "rge:num_directions=8",
-    "rge:num_directions=64",
-)
+DEFAULT_ESTIMATORS = ("stop-gradient", "identity", "state-rge", "stencil", "banded", "auto", "weight-rge")
 
 
 @dataclass(frozen=True)
-class GradientComparison:
-    """One estimator against the true gradient at a fixed state and batch."""
+class EstimatorReport:
+    """One estimator at a fixed network state and batch (None where not applicable)."""
 
-    spec: str
-    cosine: float
-    relative_error: float
+    label: str
+    cosine: float | None
+    relative_error: float | None
+    fit_residual: float | None
     solver_steps: int
     wall_s: float
+    gradient: torch.Tensor = field(repr=False)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Split ``name:key=value,...`` into the name and an options dict."""
-    name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
+def parse_estimator_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["stencil.kernel_size=3", ...]`` -> ``{"stencil": {"kernel_size": 3}}``."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
         keys, value = parse_override(item)
-        options[".".join(keys)] = value
-    return name, options
+        if len(keys) != 2:
+            raise ConfigError(f"estimator option {item!r}: use NAME.KEY=VALUE, e.g. stencil.kernel_size=3")
+        options.setdefault(keys[0], {})[keys[1]] = value
+    return options
+
+
+def build_estimators(names: Sequence[str], options: dict[str, dict[str, Any]] | None = None) -> list[Estimator]:
+    """Validated estimators for ``names`` with per-name ``options`` (before any query)."""
+    options = options or {}
+    if unused := sorted(set(options) - set(names)):
+        raise ConfigError(f"options given for {unused}, which are not among the estimators {list(names)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"estimators {list(names)} repeat a name; give each at most once")
+    return [make_estimator(name, options.get(name, {})) for name in names]
+
+
+def _label(est: Estimator) -> str:
+    default = type(est)()
+    changed = [f"{k}={v}" for k, v in est.to_dict().items() if k != "name" and v != default.to_dict()[k]]
+    return est.name + (f"({', '.join(changed)})" if changed else "")
+
+
+def fit_residual(
+    estimator: SolverSpaceEstimator,
+    step: StepFn,
+    state: torch.Tensor,
+    params: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    generator: torch.Generator,
+    num_probes: int = 8,
+    mu: float = 1e-2,
+) -> float:
+    """Held-out relative residual of ``estimator``'s ``J^T`` (see the module docstring)."""
+    estimator = estimator.fresh()  # type: ignore[assignment]
+    with torch.no_grad():
+        output = step(state, params)
+        ctx = ProbeContext(step, state, params, output, mask, generator)
+        data = estimator.prepare(ctx)
+        u = random_directions(num_probes, state, mask=mask, generator=generator)
+        w = random_directions(num_probes, state, mask=mask, generator=generator)
+        ju = finite_difference_jvp(step, state, params, u, mu=mu)
+        measured = (w * ju).flatten(2).sum(-1)  # (B, Q)
+        model = torch.stack(
+            [(estimator.vjp(ctx, data, w[:, i]) * u[:, i]).flatten(1).sum(-1) for i in range(num_probes)], 1
+        )
+    return float(((measured - model).pow(2).sum() / measured.pow(2).sum().clamp_min(1e-30)).sqrt())
 
 
 def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
@@ -77,57 +140,87 @@ def compare_gradients(
     model: CorrectionNet,
     solver: Solver,
     windows: Windows,
-    specs: list[str],
+    estimators: Sequence[Estimator],
     *,
     unroll: int,
     seed: int = 0,
-) -> tuple[list[GradientComparison], int]:
-    """Compare each estimator spec with the exact FO-SOL gradient.
+) -> tuple[list[EstimatorReport], int | None]:
+    """Every estimator's SOL gradient at one state and batch, with fit residuals and truth if available.
 
-    Returns the comparisons and the solver sample-steps the exact gradient took.
+    Returns the reports and the solver sample-steps of the exact gradient
+    (None for a non-differentiable solver).
     """
-    if not solver.capabilities.differentiable:
-        raise ConfigError(f"solver {solver.name!r} is not differentiable: no true gradient to compare with")
-    counter = StepCounter()
-    model.zero_grad(set_to_none=True)
-    make_gradient(TrainConfig(method="fo-sol", unroll=unroll), model, solver, counter)(windows, torch.Generator())
-    truth = _flat_grad(model)
-    fo_steps = counter.sample_steps
+    truth, fo_steps = None, None
+    if solver.capabilities.differentiable:
+        counter = StepCounter()
+        model.zero_grad(set_to_none=True)
+        make_gradient(TrainConfig(method="fo-sol", unroll=unroll), model, solver, counter)(
+            windows, torch.Generator().manual_seed(seed)
+        )
+        truth, fo_steps = _flat_grad(model), counter.sample_steps
     rows = []
-    for spec in specs:
-        name, options = parse_spec(spec)
-        cfg = TrainConfig(method="zo-sol", unroll=unroll, estimator=name, estimator_options=options)
+    mask = cast(torch.Tensor, model.mask).bool()
+    for est in estimators:
+        cfg = TrainConfig(method="zo-sol", unroll=unroll, estimator=est)
         counter = StepCounter()
         gradient = make_gradient(cfg, model, solver, counter)
         model.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         gradient(windows, torch.Generator().manual_seed(seed))
         wall = time.perf_counter() - t0
-        est = _flat_grad(model)
-        cos = float(torch.nn.functional.cosine_similarity(est, truth, dim=0, eps=1e-30))
-        rel = float((est - truth).norm() / truth.norm().clamp_min(1e-30))
-        rows.append(GradientComparison(spec, cos, rel, counter.sample_steps, wall))
+        grad = _flat_grad(model)
+        cos = rel = None
+        if truth is not None:
+            a = agreement(grad[None], truth[None])
+            cos, rel = float(a.cosine[0]), float(a.relative_error[0])
+        residual = None
+        if isinstance(est, SolverSpaceEstimator) and not est.blocks_gradient:
+            residual = fit_residual(
+                est,
+                black_box(solver),
+                windows.initial,
+                windows.params,
+                mask=mask,
+                generator=torch.Generator().manual_seed(seed + 1),
+            )
+        stats = gradient.stats()
+        rows.append(EstimatorReport(_label(est), cos, rel, residual, counter.sample_steps, wall, grad, stats))
     model.zero_grad(set_to_none=True)
     return rows, fo_steps
 
 
-def format_diagnostics(rows: list[GradientComparison], fo_steps: int, *, repeats: int = 1) -> str:
-    """Markdown table of (possibly repeated) comparisons, mean over repeats."""
-    by_spec: dict[str, list[GradientComparison]] = {}
-    for r in rows:
-        by_spec.setdefault(r.spec, []).append(r)
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def format_diagnostics(runs: list[list[EstimatorReport]], fo_steps: int | None) -> str:
+    """Markdown tables (means over repeated batches): per estimator, then pairwise cosine."""
+
+    def mean(values: list[float | None]) -> float | None:
+        got = [v for v in values if v is not None]
+        return sum(got) / len(got) if got else None
+
+    labels = [r.label for r in runs[0]]
     lines = [
-        f"| estimator | cosine vs FO | rel. error | solver steps | x FO steps | wall (s) |  (mean of {repeats})",
+        f"| estimator | cosine vs FO | rel. error | fit residual | solver steps | wall (s) |  (mean of {len(runs)})",
         "|---|---|---|---|---|---|",
-        f"| FO-SOL (backprop) | 1.000 | 0.000 | {fo_steps} | 1.0 | - |",
     ]
-    for spec, rs in by_spec.items():
-        n = len(rs)
-        cos = sum(r.cosine for r in rs) / n
-        rel = sum(r.relative_error for r in rs) / n
-        steps = sum(r.solver_steps for r in rs) / n
-        wall = sum(r.wall_s for r in rs) / n
-        lines.append(f"| {spec} | {cos:.3f} | {rel:.3f} | {steps:.0f} | {steps / fo_steps:.1f} | {wall:.2f} |")
+    if fo_steps is not None:
+        lines.append(f"| FO-SOL (backprop) | 1.000 | 0.000 | 0.000 | {fo_steps} | - |")
+    for i, label in enumerate(labels):
+        rs = [run[i] for run in runs]
+        cos, rel = mean([r.cosine for r in rs]), mean([r.relative_error for r in rs])
+        res = mean([r.fit_residual for r in rs])
+        steps, wall = mean([r.solver_steps for r in rs]) or 0.0, mean([r.wall_s for r in rs]) or 0.0
+        lines.append(f"| {label} | {_fmt(cos)} | {_fmt(rel)} | {_fmt(res)} | {steps:.0f} | {wall:.2f} |")
+    lines += ["", "Pairwise cosine between the estimators' weight gradients:", ""]
+    lines += ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for i, a in enumerate(labels):
+        cells = []
+        for j in range(len(labels)):
+            pairs = [agreement(run[i].gradient[None], run[j].gradient[None]).cosine[0] for run in runs]
+            cells.append(f"{float(sum(pairs)) / len(pairs):.2f}")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -135,23 +228,22 @@ def run_diagnostics(
     data: str | Path,
     *,
     run: str | None = None,
-    estimators: list[str] | None = None,
+    estimators: Sequence[str] | None = None,
+    estimator_options: Sequence[str] = (),
     unroll: int = 4,
     batch_size: int = 3,
     seed: int = 0,
     repeats: int = 1,
 ) -> str:
-    """CLI entry: load data (and optionally trained weights), compare, format."""
+    """CLI entry: validate the estimators, load data (and optionally trained weights), compare, format."""
+    built = build_estimators(list(estimators or DEFAULT_ESTIMATORS), parse_estimator_options(estimator_options))
     dataset = load_training_data(data)
     solver = source_solver(dataset)
     model = load_model(run, dataset) if run else build_model(ModelConfig(), dataset, seed=seed)
     sampler = WindowSampler(dataset.states[dataset.train_idx], dataset.params[dataset.train_idx], steps=unroll)
-    rows: list[GradientComparison] = []
-    fo_steps = 0
+    runs, fo_steps = [], None
     for r in range(repeats):
         windows = sampler.sample(batch_size, torch.Generator().manual_seed(seed + 1000 * r))
-        got, fo_steps = compare_gradients(
-            model, solver, windows, list(estimators or DEFAULT_SPECS), unroll=unroll, seed=seed + r
-        )
-        rows += got
-    return format_diagnostics(rows, fo_steps, repeats=repeats)
+        rows, fo_steps = compare_gradients(model, solver, windows, built, unroll=unroll, seed=seed + r)
+        runs.append(rows)
+    return format_diagnostics(runs, fo_steps)

@@ -60,6 +60,9 @@ def to_jsonable(value: Any) -> Any:
     """Convert dataclasses, tuples, paths and numpy scalars into JSON types."""
     import dataclasses
 
+    to_dict = getattr(value, "to_dict", None)  # objects that say how they are recorded (estimators)
+    if callable(to_dict) and not isinstance(value, type):
+        return to_jsonable(to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

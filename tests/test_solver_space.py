@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from sciml_zoo.errors import ConfigError
-from sciml_zoo.estimators.solver_space import (
+from sciml_zoo.estimators import (
     ESTIMATORS,
+    SolverSpaceEstimator,
     check_step_size,
     compare_vjp,
     exact_vjp,
+    make_estimator,
     make_zo_step,
-    vjp_cosine,
     vjp_estimate,
 )
 from sciml_zoo.rollout import corrected_rollout
@@ -37,19 +38,26 @@ def _setup(resolution: int = 8, dtype: torch.dtype = torch.float64):
     return solver, state, params
 
 
+SOLVER_SPACE = [name for name, cls in ESTIMATORS.items() if issubclass(cls, SolverSpaceEstimator)]
+
+
+def _est(name: str, **options):
+    return make_estimator(name, options)
+
+
 def _mean_comparison(solver, state, params, estimator: str, **options):
     cos, rel = [], []
     for seed in range(4):
         gen = torch.Generator().manual_seed(seed)
         v = torch.randn(state.shape, generator=gen, dtype=state.dtype)
-        options["generator"] = torch.Generator().manual_seed(100 + seed)
-        c = compare_vjp(solver.step, state, params, v, estimator=estimator, **options)
+        generator = torch.Generator().manual_seed(100 + seed)
+        c = compare_vjp(solver.step, state, params, v, _est(estimator, **options), generator=generator)
         cos.append(c.cosine.mean())
         rel.append(c.relative_error.mean())
     return float(torch.stack(cos).mean()), float(torch.stack(rel).mean())
 
 
-@pytest.mark.parametrize("estimator", ["rge", "identity-rge"])
+@pytest.mark.parametrize("estimator", ["state-rge", "identity-rge"])
 def test_random_directions_converge_to_autograd_as_queries_grow(estimator):
     solver, state, params = _setup(resolution=8)  # d = 64 state entries
     results = [_mean_comparison(solver, state, params, estimator, num_directions=q) for q in (4, 16, 64)]
@@ -58,7 +66,7 @@ def test_random_directions_converge_to_autograd_as_queries_grow(estimator):
     # intermediate q (a partial projection adds a component orthogonal to the truth)
     assert errors[0] > errors[1] > errors[2], results
     assert cosines[0] < cosines[2], results
-    if estimator == "rge":
+    if estimator == "state-rge":
         assert cosines[0] < cosines[1] < cosines[2], results
     # least squares, not averaging: q = d directions span the space, so the estimate is exact
     assert cosines[2] > 0.9999 and errors[2] < 1e-3, results
@@ -68,7 +76,7 @@ def test_rge_least_squares_is_exact_projection_not_average():
     solver, state, params = _setup(resolution=8)
     v = torch.randn(state.shape, dtype=state.dtype)
     gen = torch.Generator().manual_seed(3)
-    est = vjp_estimate(solver.step, state, params, v, estimator="rge", num_directions=64, generator=gen, mu=1e-5)
+    est = vjp_estimate(solver.step, state, params, v, _est("state-rge", num_directions=64, mu=1e-5), generator=gen)
     torch.testing.assert_close(est, exact_vjp(solver.step, state, params, v), rtol=1e-7, atol=1e-8)
 
 
@@ -82,32 +90,28 @@ def test_stencil_fit_is_near_exact_on_translation_invariant_solver(probes):
     cos_q, rel_q = _mean_comparison(solver, state, params, "stencil", features="quadratic", **common)
     assert cos_q > 0.99999 and rel_q < rel / 10, (rel_q, rel)
     # with far fewer queries (2 per sample) than random directions need (32 here)
-    cos_r, _ = _mean_comparison(solver, state, params, "rge", num_directions=16)
+    cos_r, _ = _mean_comparison(solver, state, params, "state-rge", num_directions=16)
     assert cos > cos_r + 0.3
 
 
 def test_stop_gradient_is_zero_and_identity_is_v():
     solver, state, params = _setup()
     v = torch.randn(state.shape, dtype=state.dtype)
-    zero = vjp_estimate(solver.step, state, params, v, estimator="stop-gradient")
+    zero = vjp_estimate(solver.step, state, params, v, "stop-gradient")
     assert torch.equal(zero, torch.zeros_like(v))
-    assert torch.equal(vjp_estimate(solver.step, state, params, v, estimator="identity"), v)
-    step = make_zo_step(black_box(solver), estimator="identity")
+    assert torch.equal(vjp_estimate(solver.step, state, params, v, "identity"), v)
+    step = make_zo_step(black_box(solver), "identity")
     x = state.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(step(x, params), x, grad_outputs=v)
     assert torch.equal(grad, v)
-    assert not make_zo_step(black_box(solver), estimator="stop-gradient")(x, params).requires_grad
+    assert not make_zo_step(black_box(solver), "stop-gradient")(x, params).requires_grad
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("estimator", SOLVER_SPACE)
 def test_forward_bit_identical_and_gradients_reach_upstream_network(estimator):
     solver, state, params = _setup(dtype=torch.float32)
     bb = black_box(solver)
-    zo = (
-        make_zo_step(bb, estimator=estimator, num_directions=4)
-        if "rge" in estimator
-        else (make_zo_step(bb, estimator=estimator))
-    )
+    zo = make_zo_step(bb, _est(estimator, num_directions=4) if "rge" in estimator else estimator)
     net = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
     upstream = state + net(state)
     out = zo(upstream, params)
@@ -126,7 +130,7 @@ def test_query_counting_matches_documented_cost():
     b, q = state.shape[0], 3
     x = state.clone().requires_grad_(True)
     counter = StepCounter()
-    zo = make_zo_step(black_box(solver), estimator="rge", num_directions=q, counter=counter)
+    zo = make_zo_step(black_box(solver), _est("state-rge", num_directions=q), counter=counter)
     with torch.no_grad():
         zo(x, params)
     assert (counter.sample_steps, counter.calls) == (b, 1)  # no probes without a gradient
@@ -136,10 +140,7 @@ def test_query_counting_matches_documented_cost():
     counter = StepCounter()
     zo = make_zo_step(
         black_box(solver),
-        estimator="identity-rge",
-        num_directions=q,
-        difference="forward",
-        query_batch=4,
+        _est("identity-rge", num_directions=q, difference="forward", query_batch=4),
         counter=counter,
     )
     zo(x, params)
@@ -147,7 +148,7 @@ def test_query_counting_matches_documented_cost():
 
     # stencil, default cotangent probes: forward B, then 2 P B in one call during backward
     counter = StepCounter()
-    zo = make_zo_step(black_box(solver), estimator="stencil", num_probes=2, counter=counter)
+    zo = make_zo_step(black_box(solver), _est("stencil", num_probes=2), counter=counter)
     out = zo(x, params)
     assert (counter.sample_steps, counter.calls) == (b, 1)
     (out * torch.arange(b).view(-1, 1, 1, 1)).sum().backward()
@@ -157,14 +158,7 @@ def test_query_counting_matches_documented_cost():
 
     # stencil, random probes in the forward, reused for refit_every steps
     counter = StepCounter()
-    zo = make_zo_step(
-        black_box(solver),
-        estimator="stencil",
-        probes="random",
-        num_probes=2,
-        refit_every=2,
-        counter=counter,
-    )
+    zo = make_zo_step(black_box(solver), _est("stencil", probes="random", num_probes=2, refit_every=2), counter=counter)
     s = x
     for _ in range(3):
         s = zo(s, params)
@@ -176,7 +170,7 @@ def test_query_counting_matches_documented_cost():
     assert counter.sample_steps == 4 * b + 3 * (2 * 2 * b)
 
     counter = StepCounter()
-    zo = make_zo_step(black_box(solver), estimator="identity", counter=counter)
+    zo = make_zo_step(black_box(solver), "identity", counter=counter)
     zo(x, params).sum().backward()
     assert counter.sample_steps == b
 
@@ -190,7 +184,7 @@ def test_step_size_check_flags_round_off_in_float32():
     with pytest.raises(ValueError, match="positive"):
         check_step_size(state, 0.0)
     solver = ToyDiffusion(resolution=(8, 8))
-    zo = make_zo_step(black_box(solver), estimator="stencil", mu=1e-6)
+    zo = make_zo_step(black_box(solver), _est("stencil", mu=1e-6))
     with pytest.raises(ValueError, match="mu"):
         zo(state.requires_grad_(True), params)  # checked at first use
 
@@ -198,18 +192,18 @@ def test_step_size_check_flags_round_off_in_float32():
 def test_bad_estimator_or_option_names_valid_choices():
     solver = ToyDiffusion(resolution=(8, 8))
     with pytest.raises(ConfigError, match="stencil"):
-        make_zo_step(black_box(solver), estimator="spsa")
+        make_zo_step(black_box(solver), "spsa")
     with pytest.raises(ConfigError, match="num_directions"):
-        make_zo_step(black_box(solver), estimator="rge", num_probes=3)
+        _est("state-rge", num_probes=3)
     with pytest.raises(ConfigError, match="boundary"):
-        make_zo_step(black_box(solver), estimator="stencil", boundary="periodic")
+        _est("stencil", boundary="periodic")
     with pytest.raises(ConfigError, match="kernel_size"):
-        make_zo_step(black_box(solver), estimator="stencil", kernel_size=4)
+        _est("stencil", kernel_size=4)
     with pytest.raises(ConfigError, match="refit_every"):
-        make_zo_step(black_box(solver), estimator="stencil", refit_every=4)  # cotangent probes
+        _est("stencil", refit_every=4)  # cotangent probes
 
 
-@pytest.mark.parametrize("estimator", ["rge", "stencil"])
+@pytest.mark.parametrize("estimator", ["state-rge", "stencil"])
 def test_mask_perturbs_and_returns_valid_entries_only(estimator):
     solver, state, params = _setup()
     mask = torch.ones(state.shape[1:], dtype=torch.bool)
@@ -221,7 +215,7 @@ def test_mask_perturbs_and_returns_valid_entries_only(estimator):
         return solver.step(x, p)
 
     v = torch.randn(state.shape, dtype=state.dtype)
-    est = vjp_estimate(spy, state, params, v, estimator=estimator, mask=mask)
+    est = vjp_estimate(spy, state, params, v, estimator, mask=mask)
     probes = seen[-1].view(-1, *state.shape)
     assert torch.equal(probes[..., 0, :], state[None, :, :, 0, :].expand_as(probes[..., 0, :]))
     assert not torch.equal(probes[..., 1:, :], state[None, :, :, 1:, :].expand_as(probes[..., 1:, :]))
@@ -252,21 +246,14 @@ def test_three_step_rollout_weight_gradients_match_differentiable_training():
     cos = {}
     for estimator in ("stop-gradient", "stencil"):
         zo = make_zo_step(
-            black_box(solver),
-            estimator=estimator,
-            **({"boundary": "circular"} if estimator == "stencil" else {}),
+            black_box(solver), _est(estimator, **({"boundary": "circular"} if estimator == "stencil" else {}))
         )
         cos[estimator] = float(torch.cosine_similarity(weight_grad(zo), exact, dim=0))
     assert cos["stencil"] > 0.9, cos
     assert 1 - cos["stencil"] < 0.01 * (1 - cos["stop-gradient"]), cos
     assert (
-        vjp_cosine(
-            solver.step,
-            state,
-            params,
-            torch.ones_like(state),
-            estimator="stencil",
-            boundary="circular",
-        ).min()
+        compare_vjp(
+            solver.step, state, params, torch.ones_like(state), _est("stencil", boundary="circular")
+        ).cosine.min()
         > 0.99
     )

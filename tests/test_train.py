@@ -96,7 +96,7 @@ def test_refuses_to_overwrite_a_run_and_to_resume_a_different_config(tmp_path, t
     ("kw", "match"),
     [
         ({"method": "sol"}, "train.method"),
-        ({"method": "zo-sol"}, "estimator"),
+        ({"method": "zo-sol", "estimator_options": {"radius": -1}}, "estimator"),  # no estimator = auto (issue 9)
         ({"method": "zo-sol", "estimator": "magic"}, "estimator"),
         ({"optimizer": "Adamm"}, "torch.optim"),
         ({"unroll": 0}, ">= 1"),

@@ -8,13 +8,11 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from sciml_zoo.errors import ConfigError
-from sciml_zoo.estimators.grasp import coordinate_subsets, grasp_scores, zo_grasp_ratios
-from sciml_zoo.estimators.weight_space import (
-    CGE,
-    RGE,
-    SparseCGE,
-    make_weight_space_estimator,
-)
+from sciml_zoo.estimators import SparseCGE, make_estimator
+from sciml_zoo.estimators import WeightCGE as CGE
+from sciml_zoo.estimators import WeightRGE as RGE
+from sciml_zoo.estimators.grasp import grasp_scores, zo_grasp_ratios
+from sciml_zoo.estimators.subsets import coordinate_subsets
 
 torch.set_num_threads(1)
 
@@ -94,7 +92,7 @@ def test_rge_error_shrinks_with_directions():
     g = true_grad(model, x)
     errs = []
     for q in (4, 64, 512):
-        est = RGE(num_directions=q, mu=1e-5, central=True, query_batch=64)
+        est = RGE(num_directions=q, mu=1e-5, difference="central", query_batch=64)
         e = [rel_err((est.estimate(model, loss, generator=gen(s)), flat_grad(model))[1], g) for s in range(4)]
         errs.append(sum(e) / len(e))
         assert est.queries_last == 2 * q + 1
@@ -131,7 +129,7 @@ def test_sparse_cge_error_shrinks_with_density_and_cge_with_mu():
 def test_central_cge_is_exact_on_a_quadratic():
     model = Quadratic()
     exact, log = true_grad(model), []
-    est = CGE(mu=1e-2, central=True, query_batch=4)
+    est = CGE(mu=1e-2, difference="central", query_batch=4)
     f0 = est.estimate(model, make_loss(model, log=log), generator=gen(0))
     assert rel_err(flat_grad(model), exact) < 1e-8
     assert torch.allclose(f0, model())
@@ -143,7 +141,7 @@ def test_central_cge_is_exact_on_a_quadratic():
 def test_antithetic_rge_is_unbiased_on_a_quadratic():
     model = Quadratic()
     loss = make_loss(model)
-    est = RGE(num_directions=40, mu=0.5, central=True)  # large mu: exact for quadratics
+    est = RGE(num_directions=40, mu=0.5, difference="central")  # large mu: exact for quadratics
     total = torch.zeros(8, dtype=torch.float64)
     for seed in range(200):
         est.estimate(model, loss, generator=gen(seed))
@@ -157,7 +155,7 @@ def test_antithetic_rge_is_unbiased_on_a_quadratic():
 
 ESTIMATORS = [
     lambda: RGE(num_directions=7, query_batch=3),
-    lambda: RGE(num_directions=7, central=True, query_batch=3),
+    lambda: RGE(num_directions=7, difference="central", query_batch=3),
     lambda: CGE(query_batch=5),
     lambda: SparseCGE(ratios=0.5, redraw_every=5, query_batch=5),
 ]
@@ -249,14 +247,14 @@ def test_sparse_cge_subsets_redraw_and_reproduce():
 
 
 def test_bad_names_and_options_raise_config_error():
-    with pytest.raises(ConfigError, match="rge, cge, sparse-cge"):
-        make_weight_space_estimator("rgee")
-    with pytest.raises(ConfigError, match="num_direction.*valid options: num_directions"):
-        make_weight_space_estimator("rge", num_direction=4)
-    with pytest.raises(ConfigError, match="needs option.*ratios"):
-        make_weight_space_estimator("sparse-cge")
-    with pytest.raises(ConfigError, match="mu must be a positive"):
-        make_weight_space_estimator("cge", mu=-1.0)
+    with pytest.raises(ConfigError, match="weight-rge, weight-cge, sparse-cge"):
+        make_estimator("rgee")
+    with pytest.raises(ConfigError, match="num_direction.*valid options: .*num_directions"):
+        make_estimator("weight-rge", {"num_direction": 4})
+    # sparse-cge without ratios now computes ZO-GraSP ratios at `sparsity` (was: "needs option ratios")
+    assert make_estimator("sparse-cge").ratios is None
+    with pytest.raises(ConfigError, match="mu=-1.0 is invalid; use a number > 0"):
+        make_estimator("weight-cge", {"mu": -1.0})
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         SparseCGE(ratios={"0.weight": 1.5})
     model, loss, _ = mlp_problem()
@@ -264,7 +262,7 @@ def test_bad_names_and_options_raise_config_error():
         SparseCGE(ratios={"0.weight": 0.5}).estimate(model, loss, generator=gen(0))
     with pytest.raises(ConfigError, match="unknown parameter"):
         SparseCGE(ratios={"fc.weight": 0.5}).estimate(model, loss, generator=gen(0))
-    est = make_weight_space_estimator("sparse-cge", ratios=0.9, central=True)
+    est = make_estimator("sparse-cge", {"ratios": 0.9, "difference": "central"})
     assert isinstance(est, SparseCGE) and est.central and est.ratios == 0.9
 
 
@@ -284,3 +282,27 @@ def test_forward_differences_cancel_a_batch_dependent_solver_offset():
     g = true_grad(model)
     CGE(mu=1e-6, query_batch=4).estimate(model, coupled, generator=gen(0))
     assert rel_err(flat_grad(model), g) < 1e-6
+
+
+def test_sparse_cge_grasp_ratios_live_in_the_state_and_runs_are_deterministic():
+    import json
+
+    model, loss, _ = mlp_problem()
+    before = torch.random.get_rng_state()
+    grads, states = [], []
+    for _ in range(2):
+        est = SparseCGE(sparsity=0.5, grasp_directions=8)
+        est.estimate(model, loss, generator=gen(4))
+        grads.append(flat_grad(model))
+        states.append(est.state_dict())
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(grads[0], grads[1])
+    ratios = states[0]["ratios"]
+    assert set(ratios) == {n for n, _ in model.named_parameters()} and ratios["0.bias"] == 0.0
+    json.dumps({k: v for k, v in states[0].items() if k != "subsets"})
+    assert all(isinstance(t, Tensor) for t in states[0]["subsets"].values())
+    resumed = SparseCGE(sparsity=0.5, grasp_directions=8)
+    resumed.load_state_dict(states[0])
+    resumed.estimate(model, loss, generator=gen(5))
+    assert resumed.state["ratios"] == ratios  # no second ZO-GraSP
+    assert resumed.queries_last == 1 + sum(len(s) for s in resumed.subsets.values()) + 4

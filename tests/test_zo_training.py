@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from sciml_zoo.estimators import Auto
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.solver import StepCounter, black_box, counting
 from sciml_zoo.train.config import ModelConfig, TrainConfig
+from sciml_zoo.train.gradients import make_gradient
 from sciml_zoo.train.loop import RunConfig, build_model, load_training_data, source_solver, train
 from sciml_zoo.train.objective import WindowSampler, make_batched_sol_loss, trajectory_loss
 
@@ -74,8 +76,10 @@ def _assert_black_box(monkeypatch):
     [
         ("identity", {}),
         ("stencil", {}),
-        ("rge", {"num_directions": 16, "central": True}),
+        ("weight-rge", {"num_directions": 16, "difference": "central"}),
         ("sparse-cge", {"sparsity": 0.5, "grasp_directions": 16}),
+        (None, {}),  # the default: auto
+        ("banded", {"radius": 1}),
     ],
 )
 def test_zo_sol_lowers_the_loss_through_a_black_box_solver(tmp_path, toy_dataset, monkeypatch, estimator, options):
@@ -95,3 +99,25 @@ def test_zo_sol_lowers_the_loss_through_a_black_box_solver(tmp_path, toy_dataset
     losses = [float(r.split(",")[1]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
     assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6
     assert summary["train_solver_steps"] >= 30 * 2 * 3  # at least the unrolled steps were paid
+
+
+def test_auto_safeguard_falls_back_during_training_and_counts(setup):
+    """A model forced to fail its check (radius 0, a tolerance no fit meets) trains on the identity fallback."""
+    model, solver, windows = setup
+    est = Auto(max_dense=0, radius=0, max_residual=1e-12, check_every=1)
+    cfg = TrainConfig(method="zo-sol", estimator=est, unroll=3)
+    gradient = make_gradient(cfg, model, solver, StepCounter())
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(gradient(windows, gen)))
+        opt.step()
+    stats = gradient.stats()
+    # the first solver step sees reference states (no gradient needed): 2 wrapped steps per unroll of 3
+    assert stats["fallback_steps"] == stats["checks"] == 20 * 2 and stats["mode"] == "banded", stats
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert est.stats()["checks"] == 0  # the config's object holds no run state
+    state = gradient.state_dict()
+    assert state["estimator"]["fallback_members"] == 20 * 2 * 2

@@ -5,9 +5,9 @@ GraSP (Wang, Zhang & Grosse, ICLR 2020) scores each weight by
 Hessian-gradient product by a finite difference of two RGE estimates,
 ``Hg ≈ (g1 − g0)/μ`` with ``g0 = ĝ(θ)`` and ``g1 = ĝ(θ + μ·g0)`` (q = 192
 directions each), selects weights globally by score and keeps only the
-resulting *per-layer* keep ratios; :class:`~sciml_zoo.estimators.weight_space.
+resulting *per-layer* keep ratios; :class:`~sciml_zoo.estimators.sparse_cge.
 SparseCGE` then draws random coordinates inside each layer at those ratios
-(:func:`coordinate_subsets`).
+(:func:`~sciml_zoo.estimators.subsets.coordinate_subsets`).
 
 Two choices, both documented in the code:
 
@@ -21,15 +21,13 @@ Two choices, both documented in the code:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import Tensor, nn
 
 from sciml_zoo.errors import ConfigError
-from sciml_zoo.estimators.weight_space import RGE, BatchedLoss, trainable_parameters
+from sciml_zoo.estimators.weight_space import BatchedLoss, WeightRGE, trainable_parameters
 
-__all__ = ["coordinate_subsets", "grasp_scores", "ratios_from_scores", "zo_grasp_ratios"]
+__all__ = ["grasp_scores", "ratios_from_scores", "zo_grasp_ratios"]
 
 
 def grasp_scores(
@@ -52,7 +50,7 @@ def grasp_scores(
     weights = {n: p.detach() for n, p in trainable_parameters(model).items() if p.dim() > 1}
     if not weights:
         raise ConfigError("ZO-GraSP needs at least one trainable weight tensor (2+ dims)")
-    rge = RGE(num_directions=num_directions, mu=mu, query_batch=query_batch)
+    rge = WeightRGE(num_directions=num_directions, mu=mu, query_batch=query_batch)
     state = generator.get_state()
     g0, _ = rge.estimate_at(weights, batched_loss, generator=generator, theta_is_current=True)
     generator.set_state(state)  # common random numbers for g1
@@ -91,7 +89,7 @@ def zo_grasp_ratios(
     generator: torch.Generator,
     query_batch: int = 64,
 ) -> dict[str, float]:
-    """Per-parameter sparsity ratios for :class:`SparseCGE`, from function queries only.
+    """Per-parameter sparsity ratios for :class:`~sciml_zoo.estimators.SparseCGE` from function queries only.
 
     Args:
         model: the network; its parameters are not modified.
@@ -118,50 +116,3 @@ def zo_grasp_ratios(
     )
     weight_ratios = ratios_from_scores(scores, target_sparsity=target_sparsity)
     return {n: weight_ratios.get(n, 0.0) for n in trainable_parameters(model)}
-
-
-def coordinate_subsets(
-    params: Mapping[str, Tensor],
-    ratios: Mapping[str, float] | float,
-    *,
-    generator: torch.Generator,
-) -> dict[str, Tensor]:
-    """Draw a random subset of flat coordinates in each tensor at its sparsity.
-
-    A tensor of ``numel`` entries at sparsity ``r`` keeps
-    ``max(1, round((1 − r)·numel))`` coordinates, uniformly without
-    replacement. 1-D tensors (biases, norm parameters) and ratio-0 tensors
-    keep all coordinates and draw no random numbers.
-
-    Args:
-        params: name -> parameter (only shapes are used).
-        ratios: name -> sparsity for every tensor with 2+ dims, or one float.
-        generator: source of randomness.
-
-    Returns:
-        name -> sorted ``int64`` flat indices on the CPU.
-    """
-    if isinstance(ratios, Mapping) and (unknown := set(ratios) - set(params)):
-        raise ConfigError(
-            f"sparsity ratios name unknown parameter(s) {sorted(unknown)}; trainable parameters are {sorted(params)}"
-        )
-    subsets = {}
-    for name, p in params.items():
-        if p.dim() <= 1:
-            ratio = 0.0
-        elif not isinstance(ratios, Mapping):
-            ratio = float(ratios)
-        elif name in ratios:
-            ratio = float(ratios[name])
-        else:
-            raise ConfigError(
-                f"no sparsity ratio for parameter {name!r}; give one for every weight tensor "
-                "(zo_grasp_ratios does) or a single float"
-            )
-        if ratio == 0.0:
-            subsets[name] = torch.arange(p.numel())
-        else:
-            keep = max(1, round((1.0 - ratio) * p.numel()))
-            perm = torch.randperm(p.numel(), generator=generator, device=generator.device)
-            subsets[name] = perm[:keep].sort().values.cpu()
-    return subsets

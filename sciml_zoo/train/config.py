@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from sciml_zoo.errors import ConfigError
+from sciml_zoo.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, Estimator, as_estimator
 from sciml_zoo.nn import ACTIVATIONS, ARCHS, PADDING_MODES
 
-__all__ = [
-    "ModelConfig",
-    "TrainConfig",
-    "METHODS",
-    "SOLVER_SPACE_ESTIMATORS",
-    "WEIGHT_SPACE_ESTIMATORS",
-]
+__all__ = ["ModelConfig", "TrainConfig", "METHODS"]
 
 METHODS = ("non", "fo-sol", "zo-sol")
-WEIGHT_SPACE_ESTIMATORS = ("rge", "cge", "sparse-cge")
-SOLVER_SPACE_ESTIMATORS = ("stop-gradient", "identity", "state-rge", "identity-rge", "stencil")
 
 
 @dataclass(frozen=True)
@@ -71,10 +65,17 @@ class TrainConfig:
             ``optimizer_options`` are passed to it.
         scheduler: optional ``torch.optim.lr_scheduler`` class name with
             ``scheduler_options``.
-        estimator: zeroth-order estimator for ``zo-sol``: weight-space
-            ``rge | cge | sparse-cge`` (DeepZero) or solver-space
-            ``stop-gradient | identity | state-rge | identity-rge | stencil``.
-        estimator_options: keyword options of the estimator.
+        estimator: zeroth-order estimator for ``zo-sol``: an estimator object
+            (e.g. ``Banded(radius=2)``), a registry name (see
+            :data:`sciml_zoo.estimators.ESTIMATORS`; solver-space
+            ``auto | jacobian | banded | stencil | identity | stop-gradient |
+            state-rge | identity-rge``, weight-space ``weight-rge |
+            weight-cge | sparse-cge``) or a ``{"name": ..., **options}``
+            table; None means ``"auto"``. ``__post_init__`` builds and
+            validates the object and stores it here, so a bad option fails
+            when the config is read.
+        estimator_options: options for a named estimator; folded into the
+            object (and emptied) by ``__post_init__``.
         checkpoint_every: iterations between checkpoints (also on interrupt).
         seed: fixes initialisation, batch sampling and ZO directions.
         workers: process-pool workers that run the solver queries of a
@@ -91,7 +92,7 @@ class TrainConfig:
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     scheduler: str | None = None
     scheduler_options: dict[str, Any] = field(default_factory=dict)
-    estimator: str | None = None
+    estimator: Estimator | str | Mapping[str, Any] | None = None
     estimator_options: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 100
     seed: int = 0
@@ -101,12 +102,14 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ConfigError(f"train.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.method == "zo-sol":
-            valid = WEIGHT_SPACE_ESTIMATORS + SOLVER_SPACE_ESTIMATORS
-            if self.estimator not in valid:
-                raise ConfigError(
-                    f"zo-sol needs train.estimator (--estimator) from {', '.join(valid)}; got {self.estimator!r}"
-                )
-        elif self.estimator is not None:
+            spec = DEFAULT_ESTIMATOR if self.estimator is None else self.estimator
+            try:
+                estimator = as_estimator(spec, self.estimator_options)
+            except ConfigError as exc:
+                raise ConfigError(f"train.estimator: {exc} (registered: {', '.join(ESTIMATORS)})") from None
+            object.__setattr__(self, "estimator", estimator)
+            object.__setattr__(self, "estimator_options", {})
+        elif self.estimator is not None or self.estimator_options:
             raise ConfigError(f"train.estimator is only used with method zo-sol, not {self.method!r}")
         if self.workers < 0:
             raise ConfigError(f"train.workers must be >= 0, got {self.workers}")
@@ -127,6 +130,6 @@ class TrainConfig:
     @property
     def label(self) -> str:
         """Short name for tables: ``NON``, ``FO-SOL``, ``ZO-SOL[stencil]``."""
-        if self.method == "zo-sol":
-            return f"ZO-SOL[{self.estimator}]"
+        if isinstance(self.estimator, Estimator):
+            return f"ZO-SOL[{self.estimator.name}]"
         return self.method.upper()

@@ -1,38 +1,60 @@
 """Where the gradient comes from: one object per training method.
 
 Each gradient source is called with a batch of windows and the run's random
-generator, writes ``.grad`` on the model's parameters, counts every solver
-sample-step in the shared :class:`~sciml_zoo.solver.StepCounter`, and returns
-the loss. Everything else in training is shared, so comparisons between
-methods isolate the gradient.
+generator (the only source of randomness), writes ``.grad`` on the model's
+parameters, counts every solver sample-step in the shared
+:class:`~sciml_zoo.solver.StepCounter`, and returns the detached loss. Its
+per-run state (an estimator's fits, ratios, subsets, counters) goes through
+``state_dict()`` / ``load_state_dict()`` as tensors and JSON values, and
+``stats()`` gives counters worth logging (e.g. ``auto``'s fallbacks).
+Everything else in training is shared, so comparisons isolate the gradient.
 
 - ``non``: one black-box solver step from reference states, backprop through
   the network only (Um et al. 2020's NON).
 - ``fo-sol``: unroll n steps through the differentiable solver, backprop.
 - ``zo-sol`` with a solver-space estimator: unroll through the black-box
-  solver wrapped as an autograd function whose backward estimates Jᵀv from
-  queries; the network is differentiated exactly.
+  solver wrapped as an autograd function whose backward estimates ``J^T v``
+  from queries; the network is differentiated exactly.
 - ``zo-sol`` with a weight-space estimator (DeepZero): the loss at many
   weight settings, batched, combined into a gradient estimate.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
+from torch import Tensor
 
 from sciml_zoo.errors import ConfigError
+from sciml_zoo.estimators import Estimator, SolverSpaceEstimator, WeightSpaceEstimator, ZOStep, make_zo_step
+from sciml_zoo.executors import ProcessPoolSolverExecutor, make_parallel_step
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box, counting, differentiable
-from sciml_zoo.train.config import SOLVER_SPACE_ESTIMATORS, TrainConfig
+from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.objective import Windows, make_batched_sol_loss, trajectory_loss
 
-__all__ = ["make_gradient", "BackpropGradient", "WeightSpaceGradient"]
+__all__ = [
+    "BackpropGradient",
+    "GradientSource",
+    "SolverSpaceGradient",
+    "WeightSpaceGradient",
+    "black_box_step",
+    "make_gradient",
+]
 
-# CLI names of solver-space estimators -> names in sciml_zoo.estimators.solver_space
-_SOLVER_SPACE_NAMES = {"state-rge": "rge"}
+
+class GradientSource(Protocol):
+    """What the training loop needs from a gradient source."""
+
+    def __call__(self, windows: Windows, generator: torch.Generator) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 class BackpropGradient:
@@ -41,9 +63,10 @@ class BackpropGradient:
     def __init__(self, model: CorrectionNet, step: StepFn, *, steps: int) -> None:
         self.model, self.step, self.steps = model, step, steps
 
-    def __call__(self, windows: Windows, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, windows: Windows, generator: torch.Generator) -> Tensor:
         predicted = corrected_rollout(self.step, self.model, windows.initial, windows.params, self.steps)
-        loss = trajectory_loss(predicted, windows.targets, self.model.norm.state_std, self.model.mask)
+        std, mask = cast(Tensor, self.model.norm.state_std), cast(Tensor, self.model.mask)
+        loss = trajectory_loss(predicted, windows.targets, std, mask)
         loss.backward()
         return loss.detach()
 
@@ -53,66 +76,58 @@ class BackpropGradient:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+class SolverSpaceGradient(BackpropGradient):
+    """Backprop through a :class:`~sciml_zoo.estimators.ZOStep`, its randomness from the run's generator."""
+
+    def __init__(self, model: CorrectionNet, step: ZOStep, *, steps: int) -> None:
+        super().__init__(model, step, steps=steps)
+        self.zo = step
+
+    def __call__(self, windows: Windows, generator: torch.Generator) -> Tensor:
+        self.zo.generator = generator
+        return super().__call__(windows, generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"estimator": self.zo.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("estimator") is not None:
+            self.zo.load_state_dict(state["estimator"])
+
+    def stats(self) -> dict[str, Any]:
+        return self.zo.estimator.stats()
+
 
 class WeightSpaceGradient:
     """DeepZero-style weight-space ZO estimate of the SOL gradient.
 
-    Sparse CGE needs layer-wise sparsity ratios; unless given in the options
-    (``ratios``), they come from ZO-GraSP (function queries only) on the first
-    batch, at ``sparsity`` (default 0.9), and are kept in the checkpoint.
+    The batched loss (:func:`~sciml_zoo.train.objective.make_batched_sol_loss`)
+    evaluates many weight settings per solver call and reuses the features
+    before the perturbed layer (``reuse``).
     """
 
     def __init__(
-        self,
-        model: CorrectionNet,
-        step: StepFn,
-        *,
-        steps: int,
-        name: str,
-        options: dict[str, Any],
-        reuse: bool = True,
+        self, model: CorrectionNet, step: StepFn, *, steps: int, estimator: WeightSpaceEstimator, reuse: bool = True
     ) -> None:
-        from sciml_zoo.estimators.weight_space import make_weight_space_estimator
+        self.model, self.step, self.steps, self.estimator, self.reuse = model, step, steps, estimator, reuse
 
-        self.model, self.step, self.steps, self.name, self.reuse = model, step, steps, name, reuse
-        self.options = dict(options)
-        self.ratios: dict[str, float] | None = self.options.pop("ratios", None)
-        self.sparsity = float(self.options.pop("sparsity", 0.9))
-        self.grasp_directions = int(self.options.pop("grasp_directions", 192))
-        self._make = make_weight_space_estimator
-        self.estimator: Any = None if name == "sparse-cge" else make_weight_space_estimator(name, **self.options)
-        self._pending_state: dict[str, Any] | None = None
-
-    def __call__(self, windows: Windows, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, windows: Windows, generator: torch.Generator) -> Tensor:
         batched_loss = make_batched_sol_loss(self.model, self.step, windows, steps=self.steps, reuse=self.reuse)
-        if self.estimator is None:
-            if self.ratios is None:
-                from sciml_zoo.estimators.grasp import zo_grasp_ratios
-
-                self.ratios = zo_grasp_ratios(
-                    self.model,
-                    batched_loss,
-                    target_sparsity=self.sparsity,
-                    num_directions=self.grasp_directions,
-                    mu=self.options.get("mu", 5e-3),
-                    generator=generator,
-                )
-            self.estimator = self._make(self.name, ratios=self.ratios, **self.options)
-            if self._pending_state is not None and hasattr(self.estimator, "load_state_dict"):
-                self.estimator.load_state_dict(self._pending_state)
         return self.estimator.estimate(self.model, batched_loss, generator=generator).detach()
 
     def state_dict(self) -> dict[str, Any]:
-        est = self.estimator.state_dict() if hasattr(self.estimator, "state_dict") else None
-        return {"ratios": self.ratios, "estimator": est}
+        return {"estimator": self.estimator.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.ratios = state.get("ratios") or self.ratios
         if state.get("estimator") is not None:
-            if self.estimator is not None and hasattr(self.estimator, "load_state_dict"):
-                self.estimator.load_state_dict(state["estimator"])
-            else:
-                self._pending_state = state["estimator"]
+            self.estimator.load_state_dict(state["estimator"])
+
+    def stats(self) -> dict[str, Any]:
+        return self.estimator.stats()
 
 
 def black_box_step(
@@ -129,8 +144,6 @@ def black_box_step(
         return black_box(solver)
     if solver_spec is None:
         raise ConfigError("train.workers > 0 needs the solver's registered name and options")
-    from sciml_zoo.executors import ProcessPoolSolverExecutor, make_parallel_step
-
     executor = ProcessPoolSolverExecutor(solver_spec[0], solver_spec[1], max_workers=workers)
     return make_parallel_step(solver, executor)
 
@@ -141,24 +154,36 @@ def make_gradient(
     solver: Solver,
     counter: StepCounter,
     *,
+    step_fn: StepFn | None = None,
     solver_spec: tuple[str, dict[str, Any]] | None = None,
-) -> Any:
+) -> GradientSource:
     """Build the gradient source for ``cfg.method`` (and ``cfg.estimator``).
 
-    ``solver_spec`` (registered name, options) lets worker processes rebuild
-    the solver when ``cfg.workers > 0``.
+    Args:
+        cfg: the run's training config (its estimator already built and validated).
+        model: the correction network.
+        solver: the source solver.
+        counter: counts every solver sample-step.
+        step_fn: an already-built black-box step (e.g. guarded by a fault
+            policy or fanned out to an executor); default
+            :func:`black_box_step` of ``solver``.
+        solver_spec: registered name and options, for worker processes when
+            ``cfg.workers > 0`` and no ``step_fn`` is given.
+
+    The estimator is copied with :meth:`~sciml_zoo.estimators.Estimator.fresh`,
+    so the config object never holds a run's state.
     """
     if cfg.method == "fo-sol":
         return BackpropGradient(model, counting(differentiable(solver), counter), steps=cfg.steps)
-    raw = black_box_step(solver, workers=cfg.workers, solver_spec=solver_spec)
-    bb = counting(raw, counter)
+    raw = step_fn if step_fn is not None else black_box_step(solver, workers=cfg.workers, solver_spec=solver_spec)
     if cfg.method == "non":
-        return BackpropGradient(model, bb, steps=1)
-    assert cfg.estimator is not None  # checked by TrainConfig
-    if cfg.estimator in SOLVER_SPACE_ESTIMATORS:
-        from sciml_zoo.estimators.solver_space import make_zo_step
-
-        name = _SOLVER_SPACE_NAMES.get(cfg.estimator, cfg.estimator)
-        step = make_zo_step(raw, estimator=name, counter=counter, mask=model.mask.bool(), **cfg.estimator_options)
-        return BackpropGradient(model, step, steps=cfg.steps)
-    return WeightSpaceGradient(model, bb, steps=cfg.steps, name=cfg.estimator, options=cfg.estimator_options)
+        return BackpropGradient(model, counting(raw, counter), steps=1)
+    if not isinstance(cfg.estimator, Estimator):  # TrainConfig builds it; guard direct construction
+        raise ConfigError(f"train.estimator {cfg.estimator!r} was not built; construct TrainConfig normally")
+    estimator = cfg.estimator.fresh()
+    if isinstance(estimator, SolverSpaceEstimator):
+        zo = make_zo_step(raw, estimator, counter=counter, mask=cast(Tensor, model.mask).bool())
+        return SolverSpaceGradient(model, zo, steps=cfg.steps)
+    if isinstance(estimator, WeightSpaceEstimator):
+        return WeightSpaceGradient(model, counting(raw, counter), steps=cfg.steps, estimator=estimator)
+    raise ConfigError(f"estimator {estimator.name!r} is neither solver- nor weight-space")
