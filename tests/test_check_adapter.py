@@ -35,6 +35,15 @@ def test_toy_diffusion_passes_in_1d_2d_and_3d(resolution: tuple[int, ...]) -> No
     assert report.ok and any(p.startswith("restrict(state, resolution)") for p in report.passed), str(report)
 
 
+@pytest.mark.parametrize(
+    ("name", "resolution", "params"),
+    [("fitzhugh-nagumo", (64,), [[0.06], [0.1]]), ("gray-scott", (32, 32), [[0.03], [0.05]])],
+)
+def test_numpy_black_box_scenes_pass_through_the_registry(name: str, resolution: tuple, params: list) -> None:
+    report = check_adapter(make_solver(name, resolution=resolution), params=torch.tensor(params))
+    assert report.ok and "capabilities: differentiable=False is honest" in report.passed
+
+
 def test_ks_passes_through_the_registry() -> None:
     solver = make_solver("ks", resolution=(48,))
     assert solver.state_shape == (1, 48) and check_adapter(solver).ok
