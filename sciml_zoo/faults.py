@@ -184,7 +184,7 @@ class GuardedStep:
             except Exception as exc:  # noqa: BLE001 - any adapter error is a failed query
                 failed += idx
                 self.counts.failures += len(idx)
-                if isinstance(exc, TimeoutError):
+                if isinstance(exc, (QueryTimeout, TimeoutError)):
                     self.counts.timeouts += len(idx)
                 for i in idx:
                     errors[i] = _one_line(exc)

@@ -41,8 +41,11 @@ __all__ = [
 T = TypeVar("T")
 
 
-class QueryTimeout(SolverError, TimeoutError):
+class QueryTimeout(SolverError):
     """A solver query did not answer within the fault policy's ``timeout_s``.
+
+    Not a subclass of the built-in ``TimeoutError`` (an ``OSError``): the two
+    bases' layouts clash when the exception is pickled back from a worker.
 
     Attributes:
         worker: address of the Dask worker or id of the process that hung, if known.
