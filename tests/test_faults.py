@@ -30,7 +30,10 @@ def expected(states: Tensor, params: Tensor) -> Tensor:
 
 
 class Scripted(ToyDiffusion):
-    """The toy solver, failing as scripted: ``fail(call, params) -> None | 'raise' | 'hang' | Tensor mask of NaN rows``."""
+    """The toy solver, failing as scripted.
+
+    ``fail(call, params)`` returns None, "raise", "hang" or a bool mask of rows to set to NaN.
+    """
 
     def __init__(self, fail, *, batched: bool = True) -> None:
         super().__init__(**OPTIONS)
