@@ -154,10 +154,9 @@ class GuardedStep:
         attempt = 0
         while True:
             before = self.executor.restarts
-            tasks = [
-                (idx, self.executor.submit_task(self.solver, s[idx], p[idx], timeout_s=self.policy.timeout_s))
-                for idx in groups
-            ]
+            blocks = [(s[idx], p[idx]) for idx in groups]
+            futures = self.executor.submit_tasks(self.solver, blocks, timeout_s=self.policy.timeout_s)
+            tasks = list(zip(groups, futures, strict=True))
             failed = self._collect(tasks, s, out, errors)
             self.executor.recover()
             self.counts.restarts += self.executor.restarts - before

@@ -173,6 +173,12 @@ class SolverExecutor:
         self.restarts += int(getattr(solver, "restarts", 0)) - before
         return future
 
+    def submit_tasks(
+        self, solver: Solver, blocks: list[tuple[Tensor, Tensor]], *, timeout_s: float | None = None
+    ) -> list[Future[Tensor]]:
+        """Several tasks at once (one message to a cluster's scheduler); futures in order."""
+        return [self.submit_task(solver, s, p, timeout_s=timeout_s) for s, p in blocks]
+
     def recover(self) -> None:
         """Repair what failed tasks broke (restart hung or dead workers); called between retries."""
 

@@ -49,6 +49,10 @@ def _import_distributed() -> Any:
     return distributed
 
 
+def _import_worker_side() -> None:
+    import sciml_zoo.executors.worker  # noqa: F401 - imports torch and the library
+
+
 class DaskSolverExecutor(SolverExecutor):
     """Answer sample-steps on Dask workers.
 
@@ -122,6 +126,11 @@ class DaskSolverExecutor(SolverExecutor):
                 **dict(cluster_options or {}),
             )
             self.client = distributed.Client(self._cluster)
+            self.client.wait_for_workers(len(self._cluster.workers), timeout=120)
+
+    def warm_up(self) -> None:
+        """Import torch and the solver code on every worker now, not during the first query."""
+        self.client.run(_import_worker_side)
 
     @property
     def slots(self) -> int:
@@ -129,16 +138,34 @@ class DaskSolverExecutor(SolverExecutor):
         return max(1, sum(self.client.nthreads().values()))
 
     def plan(self, solver: Solver, n: int) -> list[range]:
-        return split_rows(n, self.slots, self.rows_per_task, is_batched(solver))
+        batched = is_batched(solver)
+        slots = self.slots if batched and self.rows_per_task is None else 1  # an RPC: only when needed
+        return split_rows(n, slots, self.rows_per_task, batched)
 
     def submit_task(
         self, solver: Solver, states: Tensor, params: Tensor, *, timeout_s: float | None = None
     ) -> Future[Tensor]:
-        s = states.detach().cpu().numpy()
-        p = params.detach().cpu().numpy()
-        raw = self.client.submit(run_task, self.factory, self.options, s, p, timeout_s, pure=False)
+        return self.submit_tasks(solver, [(states, params)], timeout_s=timeout_s)[0]
+
+    def submit_tasks(
+        self, solver: Solver, blocks: list[tuple[Tensor, Tensor]], *, timeout_s: float | None = None
+    ) -> list[Future[Tensor]]:
+        if not blocks:
+            return []
+        n = len(blocks)
+        raws = self.client.map(
+            run_task,
+            [self.factory] * n,
+            [self.options] * n,
+            [s.detach().cpu().numpy() for s, _ in blocks],
+            [p.detach().cpu().numpy() for _, p in blocks],
+            [timeout_s] * n,
+            pure=False,
+        )
+        return [self._wrap(raw, s.device) for raw, (s, _) in zip(raws, blocks, strict=True)]
+
+    def _wrap(self, raw: Any, device: Any) -> Future[Tensor]:
         result: Future[Tensor] = Future()
-        device = states.device
 
         def done(f: Any) -> None:
             import torch
@@ -180,7 +207,7 @@ class DaskSolverExecutor(SolverExecutor):
 
     def submit(self, solver: Solver, states: Tensor, params: Tensor) -> Future[Tensor]:
         ranges = self.plan(solver, len(states))
-        parts = [self.submit_task(solver, states[r.start : r.stop], params[r.start : r.stop]) for r in ranges]
+        parts = self.submit_tasks(solver, [(states[r.start : r.stop], params[r.start : r.stop]) for r in ranges])
         return gather(parts, ranges, getattr(solver, "name", "solver"), states, where="a Dask worker")
 
     def shutdown(self, wait: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""A solver wrapper that injects faults, to test a setup's fault handling (chaos testing).
+"""A solver wrapper that injects faults or delays, to test a setup's fault handling and scaling.
 
 :class:`FlakySolver` answers one query per call (it declares itself
 unbatched, so executors send it one member at a time) and, drawing from its
@@ -32,6 +32,8 @@ class FlakySolver:
         nan_rate: fraction of calls whose result is NaN.
         hang_rate: fraction of calls that sleep ``hang_s`` before answering.
         hang_s: length of a hang in seconds (set it above the policy's timeout).
+        delay_s: seconds every call sleeps before answering: an expensive code
+            that waits on its own cluster, costing no CPU here.
         seed: seed of the fault stream (deterministic for sequential calls).
 
     Attributes:
@@ -46,6 +48,7 @@ class FlakySolver:
         nan_rate: float = 0.0,
         hang_rate: float = 0.0,
         hang_s: float = 3600.0,
+        delay_s: float = 0.0,
         seed: int = 0,
     ) -> None:
         rates = (raise_rate, nan_rate, hang_rate)
@@ -55,7 +58,7 @@ class FlakySolver:
         self.name = f"flaky({getattr(inner, 'name', 'solver')})"
         self.param_names = tuple(getattr(inner, "param_names", ()))
         self.raise_rate, self.nan_rate, self.hang_rate = (float(r) for r in rates)
-        self.hang_s = float(hang_s)
+        self.hang_s, self.delay_s = float(hang_s), float(delay_s)
         self.capabilities = Capabilities(differentiable=False, batched=False)
         self.injected = {"raise": 0, "nan": 0, "hang": 0}
         self._rng = random.Random(seed)
@@ -70,6 +73,8 @@ class FlakySolver:
         return getattr(self.inner, item)
 
     def step(self, state: Tensor, params: Tensor) -> Tensor:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         u = self._rng.random()
         if u < self.raise_rate:
             self.injected["raise"] += 1
