@@ -150,7 +150,7 @@ class ProcessPoolSolverExecutor(SolverExecutor):
             broken, self._broken = self._broken, None
             if broken is None or broken is not self._pool:
                 return
-            processes = list(getattr(broken, "_processes", {}).values() or [])
+            processes = list((getattr(broken, "_processes", None) or {}).values())
             dead = sum(1 for proc in processes if proc.exitcode is not None)
             self.restarts += max(1, dead)
             self._pool = self._new_pool()
