@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import ConfigError, SolverError
-from sciml_zoo.executors.base import SolverExecutor, is_batched
+from sciml_zoo.executors.base import QueryTimeout, SolverExecutor, is_batched
 from sciml_zoo.executors.worker import Factory, run_task
 from sciml_zoo.solver import Solver
 
@@ -60,10 +60,11 @@ class ProcessPoolSolverExecutor(SolverExecutor):
     it (:mod:`sciml_zoo.executors.worker`); rows travel as NumPy arrays. A
     worker process that dies (killed, segfault) breaks the pool: the affected
     tasks fail (the fault policy retries them) and the pool is rebuilt, each
-    dead worker counted in ``restarts``. A task past its deadline raises
-    :class:`~sciml_zoo.executors.base.QueryTimeout` from the worker; the hung
-    call's thread stays in that worker (an external program is killed by its
-    own adapter deadline).
+    replaced worker counted in ``restarts``. A task past its deadline raises
+    :class:`~sciml_zoo.executors.base.QueryTimeout` from the worker; at
+    :meth:`recover` (between retry rounds) the hung worker is killed with the
+    thread it still runs and the pool replaced (an external program is
+    killed by its own adapter deadline first and needs none of this).
 
     Args:
         factory: a registered solver name (built with
@@ -96,6 +97,7 @@ class ProcessPoolSolverExecutor(SolverExecutor):
         self.restarts = 0
         self._lock = threading.Lock()
         self._broken: ProcessPoolExecutor | None = None
+        self._hung: set[int] = set()
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -129,6 +131,9 @@ class ProcessPoolSolverExecutor(SolverExecutor):
             if exc is not None:
                 if isinstance(exc, BrokenProcessPool):
                     self._mark_broken(pool)
+                if isinstance(exc, QueryTimeout) and exc.worker.startswith("pid "):
+                    with self._lock:
+                        self._hung.add(int(exc.worker[4:]))
                 result.set_exception(exc)
                 return
             out, restarts = f.result()
@@ -145,16 +150,26 @@ class ProcessPoolSolverExecutor(SolverExecutor):
                 self._broken = pool
 
     def recover(self) -> None:
-        """Rebuild the pool if a worker process died; count the dead workers as restarts."""
+        """Replace the pool if a worker died or hung; count the replaced worker processes.
+
+        Called by the fault policy once all tasks of a round are collected, so
+        no task is in flight: hung workers (whose tasks timed out) are killed
+        first, with the threads they still run.
+        """
         with self._lock:
-            broken, self._broken = self._broken, None
-            if broken is None or broken is not self._pool:
+            hung, self._hung = self._hung, set()
+            pool = self._pool
+            if self._broken is not pool and not hung:
+                self._broken = None
                 return
-            processes = list((getattr(broken, "_processes", None) or {}).values())
-            dead = sum(1 for proc in processes if proc.exitcode is not None)
-            self.restarts += max(1, dead)
+            self._broken = None
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            for proc in processes:
+                if proc.pid in hung and proc.exitcode is None:
+                    proc.kill()
+            self.restarts += max(1, len(processes))
             self._pool = self._new_pool()
-        broken.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, solver: Solver, states: Tensor, params: Tensor) -> Future[Tensor]:
         ranges = self.plan(solver, len(states))
