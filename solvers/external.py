@@ -38,9 +38,13 @@ Robustness: every request has a deadline of ``timeout_s`` seconds. A crash,
 a hang (the program is killed), a non-zero exit, a malformed or short reply,
 or a NaN/Inf in the reply raises :class:`~sciml_zoo.errors.SolverError` naming
 the program, the call number and the batch member, with the program's last
-stderr lines. After a crash, hang or garbled reply the worker is discarded and
-a fresh one starts on the next call; a worker that died between calls is
-restarted silently.
+stderr lines (a missed deadline raises
+:class:`~sciml_zoo.executors.QueryTimeout`, a ``SolverError``). After a crash,
+hang or garbled reply the worker is discarded and a fresh one starts on the
+next call; a worker that died between calls (killed from outside) is
+restarted. Every restart is counted in ``restarts`` and its reason kept in
+``restart_reasons``; the fault policy (:mod:`sciml_zoo.faults`) adds them to
+its counts and retries the failed query.
 
 POSIX only (the deadline uses ``select`` on the pipes).
 """
@@ -67,6 +71,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
+from sciml_zoo.executors.base import QueryTimeout
 from sciml_zoo.solver import Capabilities, SolverBase
 
 __all__ = [
@@ -116,9 +121,9 @@ def unpack_header(data: bytes) -> tuple[int, int, int, int]:
 class _Failure(Exception):
     """Internal: one request failed; ``restart`` says the worker must be discarded."""
 
-    def __init__(self, what: str, *, restart: bool) -> None:
+    def __init__(self, what: str, *, restart: bool, timeout: bool = False) -> None:
         super().__init__(what)
-        self.restart = restart
+        self.restart, self.timeout = restart, timeout
 
 
 class ExternalSolver(SolverBase):
@@ -173,6 +178,8 @@ class ExternalSolver(SolverBase):
         self.capabilities = Capabilities(differentiable=False, batched=False)
         self.calls = 0  # step() calls so far (numbering in error messages)
         self.restarts = 0  # workers started after the first one
+        self.restart_reasons: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+        self._pending_reason = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._stderr_thread: threading.Thread | None = None
@@ -209,7 +216,9 @@ class ExternalSolver(SolverBase):
             except _Failure as exc:
                 if exc.restart:
                     self._discard()
-                raise SolverError(self._message(str(exc), b)) from None
+                    self._pending_reason = f"call {self.calls}, member {b}: {exc}"
+                error = QueryTimeout if exc.timeout else SolverError
+                raise error(self._message(str(exc), b)) from None
             if not np.isfinite(out[b]).all():
                 raise SolverError(
                     self._message(
@@ -281,7 +290,9 @@ class ExternalSolver(SolverBase):
         self._stderr_thread.start()
         if self._started_once:
             self.restarts += 1
+            self.restart_reasons.append(self._pending_reason or "restarted")
         self._started_once = True
+        self._pending_reason = ""
         self._proc = proc
 
     def _discard(self) -> None:
@@ -312,7 +323,9 @@ class ExternalSolver(SolverBase):
 
     def _worker_call(self, request: bytes) -> bytes:
         if self._proc is not None and self._proc.poll() is not None:
-            self._discard()  # died between calls: no request was in flight, restart silently
+            code = self._proc.returncode
+            self._discard()  # died between calls: no request was in flight; restart it (counted)
+            self._pending_reason = f"before call {self.calls}: the worker had {_describe_exit(code)}"
         if self._proc is None:
             self._start()
         proc = self._proc
@@ -331,6 +344,7 @@ class ExternalSolver(SolverBase):
                     "killed and a fresh one starts on the next call (raise timeout_s if the "
                     "solver is just slow)",
                     restart=True,
+                    timeout=True,
                 )
             writable = [fd_in] if sent < len(request) else []
             readable, ready, _ = select.select([fd_out], writable, [], remaining)
@@ -382,6 +396,7 @@ class ExternalSolver(SolverBase):
                     f"did not finish within timeout_s={self.timeout_s:g} s and was "
                     "killed (raise timeout_s if the solver is just slow)",
                     restart=False,
+                    timeout=True,
                 ) from None
             except OSError as exc:
                 raise SolverError(
