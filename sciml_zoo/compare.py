@@ -18,6 +18,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,18 @@ def format_table(rows: list[dict[str, Any]], failed: dict[str, str] | None = Non
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One training run of the comparison."""
+
+    key: str
+    seed: int | None
+    label: str
+    config: RunConfig
+    dir: Path
+    hash: str
+
+
 def _run_dir(out: Path, key: str, seed: int | None) -> Path:
     return out / "runs" / key if seed is None else out / "runs" / key / f"seed{seed}"
 
@@ -165,20 +178,18 @@ def _recorded_hash(run_dir: Path) -> str | None:
     return None
 
 
-def _check_reuse(plans: list[dict[str, Any]], force: bool) -> None:
+def _check_reuse(plans: list[_Plan], force: bool) -> None:
     """Refuse (or with ``force`` clear) run directories made by another config, dataset or code."""
-    stale = [
-        p for p in plans if p["dir"].exists() and any(p["dir"].iterdir()) and _recorded_hash(p["dir"]) != p["hash"]
-    ]
+    stale = [p for p in plans if p.dir.exists() and any(p.dir.iterdir()) and _recorded_hash(p.dir) != p.hash]
     if stale and not force:
-        first = stale[0]["dir"]
+        first = stale[0].dir
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise ConfigError(
             f"run {first}{more} was made with a different config, dataset or code version than this comparison; "
             "rerun with --force to retrain it, or use another --out"
         )
     for p in stale:
-        shutil.rmtree(p["dir"])
+        shutil.rmtree(p.dir)
 
 
 def run_comparison(
@@ -194,46 +205,43 @@ def run_comparison(
     plans = []
     for key, seed, cfg in exp.runs():
         config = RunConfig(str(data_path), exp.model, cfg)
-        plans.append(
-            {"key": key, "seed": seed, "label": labels[key], "config": config, "dir": _run_dir(out, key, seed)}
-        )
-        plans[-1]["hash"] = config_hash(config, data.hash)
+        plans.append(_Plan(key, seed, labels[key], config, _run_dir(out, key, seed), config_hash(config, data.hash)))
     failed: dict[str, str] = {}
     if not solver.capabilities.differentiable:
         for p in plans:
-            if p["config"].train.method == "fo-sol":
-                failed[p["label"]] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
-        plans = [p for p in plans if p["label"] not in failed]
+            if p.config.train.method == "fo-sol":
+                failed[p.label] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
+        plans = [p for p in plans if p.label not in failed]
     _check_reuse(plans, force)
     summaries: dict[str, list[dict[str, Any]]] = {}
-    finished: list[dict[str, Any]] = []
+    finished: list[_Plan] = []
     for p in plans:
-        if p["label"] in failed:
+        if p.label in failed:
             continue
-        summary_file = p["dir"] / "summary.json"
+        summary_file = p.dir / "summary.json"
         if not summary_file.is_file():
             try:
                 train(
-                    p["config"],
-                    p["dir"],
-                    resume=(p["dir"] / "checkpoint.pt").is_file(),
+                    p.config,
+                    p.dir,
+                    resume=(p.dir / "checkpoint.pt").is_file(),
                     progress=progress,
                     data=data,
                 )
             except SciMLZooError as exc:
-                seed = "" if p["seed"] is None else f" (seed {p['seed']})"
-                failed[p["label"]] = f"failed{seed}: {exc}"
+                at = "" if p.seed is None else f" (seed {p.seed})"
+                failed[p.label] = f"failed{at}: {exc}"
                 continue
-        summaries.setdefault(p["label"], []).append(json.loads(summary_file.read_text()))
+        summaries.setdefault(p.label, []).append(json.loads(summary_file.read_text()))
         finished.append(p)
-    finished = [p for p in finished if p["label"] not in failed]
+    finished = [p for p in finished if p.label not in failed]
     seeds = [None] if exp.seeds is None else list(exp.seeds)
     horizon = max(exp.horizons)
     src, trajectories = evaluate_methods(data, {"SRC": None}, steps=horizon, device=device, solver=solver)
-    method_labels = ["SRC", *dict.fromkeys(p["label"] for p in finished)]
+    method_labels = ["SRC", *dict.fromkeys(p.label for p in finished)]
     per_seed = []
     for seed in seeds:
-        runs = {p["label"]: p["dir"] for p in finished if p["seed"] == seed}
+        runs = {p.label: p.dir for p in finished if p.seed == seed}
         errs, trajs = evaluate_methods(data, runs, steps=horizon, device=device, solver=solver)
         if seed == seeds[0]:
             trajectories.update(trajs)
@@ -258,19 +266,19 @@ def run_comparison(
     plot_error_band(errors.mean("sim"), out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
     points, run_records = [], []
     for p in finished:
-        summary = json.loads((p["dir"] / "summary.json").read_text())
-        seed = -1 if p["seed"] is None else p["seed"]
-        mae = float(errors.sel({"method": p["label"], "seed": seed, "step": slice(1, exp.eval_steps)}).mean())
+        summary = json.loads((p.dir / "summary.json").read_text())
+        seed = -1 if p.seed is None else p.seed
+        mae = float(errors.sel({"method": p.label, "seed": seed, "step": slice(1, exp.eval_steps)}).mean())
         steps, wall = summary.get("train_solver_steps"), summary.get("train_wall_s")
-        points.append({"method": p["label"], "mae": mae, "train_solver_steps": steps, "train_wall_s": wall})
+        points.append({"method": p.label, "mae": mae, "train_solver_steps": steps, "train_wall_s": wall})
         run_records.append(
             {
-                "method": p["label"],
-                "key": p["key"],
-                "seed": p["config"].train.seed,
-                "dir": str(p["dir"]),
-                "hash": p["hash"],
-                "config": p["config"],
+                "method": p.label,
+                "key": p.key,
+                "seed": p.config.train.seed,
+                "dir": str(p.dir),
+                "hash": p.hash,
+                "config": p.config,
                 "test_mae": mae,
                 "train_solver_steps": steps,
                 "train_wall_s": wall,

@@ -1,6 +1,6 @@
 """Fill frozen config dataclasses from TOML tables and ``key=value`` overrides.
 
-Frozen dataclasses are the source of truth (DESIGN.md); this module only maps
+Frozen dataclasses are the source of truth; this module only maps
 dictionaries onto them, rejecting unknown keys with the list of valid ones.
 """
 

@@ -90,7 +90,8 @@ def network_layers(model: CorrectionNet) -> list[tuple[str, nn.Module]]:
     layers = getattr(model, "layers", None)
     if callable(layers):
         return list(layers())
-    return [(f"body.{i}.", m) for i, m in enumerate(model.body)]  # type: ignore[arg-type]
+    body: nn.Sequential = model.body  # type: ignore[assignment]
+    return [(f"body.{i}.", m) for i, m in enumerate(body)]
 
 
 def make_batched_sol_loss(
@@ -109,7 +110,8 @@ def make_batched_sol_loss(
     ``reuse=False`` recomputes the first solver call and every layer for every
     query (for measuring what feature reuse saves; results are identical).
     """
-    mask, std = model.mask, model.norm.state_std
+    mask: Tensor = model.mask  # type: ignore[assignment]
+    std: Tensor = model.norm.state_std  # type: ignore[assignment]
     layers = network_layers(model)
     b, shape = windows.initial.shape[0], tuple(windows.initial.shape[1:])
     with torch.no_grad():

@@ -24,7 +24,7 @@ from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.gradients import make_gradient
 
 try:  # the fault policy (sciml_zoo.faults) lands with the executors branch
-    from sciml_zoo import faults as _faults
+    from sciml_zoo import faults as _faults  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - until merged
     _faults = None  # type: ignore[assignment]
 
