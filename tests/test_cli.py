@@ -143,3 +143,31 @@ def test_solvers_lists_capabilities(capsys):
     out = capsys.readouterr().out
     assert "toy-diffusion" in out and "differentiable=True" in out
     torch.manual_seed(0)
+
+
+def test_evaluate_defaults_to_a_valid_horizon_and_shows_training_columns(tmp_path, toy_dataset, capsys):
+    args = ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "non"), "--method", "non"]
+    assert main([*args, "--iterations", "2", "--set", "model.width=4", "--quiet"]) == 0
+    capsys.readouterr()
+    nc = tmp_path / "e.nc"
+    assert (
+        main(["evaluate", "--data", str(toy_dataset), str(tmp_path / "non"), str(tmp_path / "non"), "--out", str(nc)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    non_rows = [ln for ln in out.splitlines() if ln.startswith("| NON")]
+    assert len(non_rows) == 2  # two runs with one label stay two rows
+    assert "| 6 |" in non_rows[0]  # training solver steps: 2 iterations x batch 3 x 1 step
+    import xarray as xr
+
+    assert xr.open_dataarray(nc).sizes["step"] == 29  # min(100, 30 frames - 1)
+
+
+def test_bad_cli_values_are_one_line(tmp_path, toy_dataset):
+    base = ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"), "--method", "non"]
+    _one_line_error(_run_cli(*base, "--set", "train.batch_size=1.5"), "train.batch_size must be an integer")
+    _one_line_error(_run_cli(*base, "--lr", "abc"), "train.lr must be a number")
+    _one_line_error(_run_cli(*base, "--seed", "abc"), "train.seed must be an integer")
+    _one_line_error(_run_cli("evaluate", "--data", str(toy_dataset), "--steps", "0"), "--steps must be a positive")
+    _one_line_error(_run_cli("evaluate", "--data", str(toy_dataset), "--steps", "-3"), "--steps must be a positive")
+    _one_line_error(_run_cli("evaluate", "--data", str(toy_dataset), "--steps", "99"), "use --steps 29 or fewer")

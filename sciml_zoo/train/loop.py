@@ -162,6 +162,11 @@ def _train_locked(
         ckpt = load_checkpoint(ckpt_path)
         if ckpt["config"] != to_jsonable(replace(config, data=ckpt["config"]["data"])):
             raise ConfigError(f"{run_dir} was trained with a different config; resume with the same one")
+        if ckpt.get("hash") != record["hash"]:
+            raise ConfigError(
+                f"{run_dir} was trained on another dataset or with other package versions (hash {ckpt.get('hash')} "
+                f"!= {record['hash']}); resume it where it started, or start a new run in another --out"
+            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
@@ -214,23 +219,23 @@ def _train_locked(
         counts.load(snap["counts"])
         counter.sample_steps = snap["solver_steps"]
 
-    def gradient_with_drops(windows: Windows, steps: int) -> tuple[torch.Tensor | None, str]:
+    def gradient_with_drops(windows: Windows, steps: int, snap: dict[str, Any]) -> tuple[torch.Tensor | None, str]:
         """The gradient of the windows whose queries succeed; ``None`` if none do."""
         keep = list(range(len(windows.initial)))
         after_sampling = gen.get_state()
-        before = {n: _clone(s.state_dict()) for n, s in sources.items()}
         while True:
             opt.zero_grad(set_to_none=True)
             try:
-                return source(steps)(windows.subset(torch.tensor(keep)), gen), ""
+                batch = windows if len(keep) == len(windows.initial) else windows.subset(torch.tensor(keep))
+                return source(steps)(batch, gen), ""
             except QueryFailure as failure:
                 dropped = {m % len(keep) for m in failure.members} if failure.members else set(range(len(keep)))
                 keep = [k for i, k in enumerate(keep) if i not in dropped]
                 counts.add("dropped_members", len(dropped))
                 gen.set_state(after_sampling)  # the redo draws the same random numbers
-                for n, s in sources.items():
-                    if n in before:
-                        s.load_state_dict(_clone(before[n]))
+                for n, s in sources.items():  # and starts from the same estimator state
+                    if n in snap["gradient"]:
+                        s.load_state_dict(_clone(snap["gradient"][n]))
                 if not keep:
                     return None, failure.last_error
 
@@ -259,7 +264,7 @@ def _train_locked(
                     if steps not in samplers:
                         samplers[steps] = WindowSampler(train_split.states, train_split.params, steps=steps)
                     windows = samplers[steps].sample(cfg.batch_size, gen).to(device)
-                    loss, last_error = gradient_with_drops(windows, steps)
+                    loss, last_error = gradient_with_drops(windows, steps, snap)
                     if loss is not None:
                         check_finite(loss, run.iteration + 1)
                 except BaseException:
