@@ -65,10 +65,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from sciml_zoo.compare import comparison_rows, format_table
     from sciml_zoo.data.loading import load_dataset
     from sciml_zoo.evaluate import default_steps, evaluate_methods
     from sciml_zoo.provenance import atomic_path
+    from sciml_zoo.tables import comparison_rows, format_table
 
     data = load_dataset(args.data)
     runs: dict[str, str | None] = {"SRC": None}
