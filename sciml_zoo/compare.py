@@ -31,7 +31,7 @@ from sciml_zoo.experiment import Experiment
 from sciml_zoo.figures import plot_cost_accuracy, plot_error_band
 from sciml_zoo.plots import plot_fields
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
-from sciml_zoo.runs import RunConfig, config_hash
+from sciml_zoo.runs import RunConfig, clean_stale_temp_files, config_hash, run_lock
 from sciml_zoo.tables import FAULT_NAMES, comparison_rows, format_table, seed_summary, t_quantile_975
 from sciml_zoo.train.loop import train
 
@@ -67,7 +67,9 @@ def _recorded_hash(run_dir: Path) -> str | None:
 
 def _check_reuse(plans: list[_Plan], force: bool) -> None:
     """Refuse (or with ``force`` clear) run directories made by another config, dataset or code."""
-    stale = [p for p in plans if p.dir.exists() and any(p.dir.iterdir()) and _recorded_hash(p.dir) != p.hash]
+    markers = ("config.json", "checkpoint.pt", "summary.json")
+    used = [p for p in plans if any((p.dir / m).exists() for m in markers)]
+    stale = [p for p in used if _recorded_hash(p.dir) != p.hash]
     if stale and not force:
         first = stale[0].dir
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
@@ -82,8 +84,18 @@ def _check_reuse(plans: list[_Plan], force: bool) -> None:
 def run_comparison(
     exp: Experiment, out: str | Path, *, progress: bool = True, force: bool = False, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Run ``exp`` into directory ``out`` and return the results record."""
+    """Run ``exp`` into directory ``out`` and return the results record.
+
+    ``out`` is locked for the duration (a second ``compare`` into it gets one
+    line) and cleared of temp files that killed writes left.
+    """
     out = Path(out)
+    with run_lock(out):
+        clean_stale_temp_files(out)
+        return _run_locked(exp, out, progress=progress, force=force, device=device)
+
+
+def _run_locked(exp: Experiment, out: Path, *, progress: bool, force: bool, device: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     data_path = generate_dataset(exp.recipe, out / "data" / f"{exp.recipe.name}.h5", progress=progress)
     data = load_dataset(data_path)

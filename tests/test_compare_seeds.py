@@ -71,3 +71,15 @@ def test_a_failed_method_is_named_and_the_others_are_tabled(tmp_path):
     assert [r["method"] for r in record["rows"]] == ["SRC", "NON (non)"]
     assert "diverged" in record["failed"]["NON (fo-sol)"]
     assert "| NON (fo-sol) | failed: " in record["table"]
+
+
+def test_compare_locks_its_directory_and_cleans_orphan_temp_files(tmp_path):
+    from sciml_zoo.runs import run_lock
+
+    exp = load_experiment(PRESET, overrides=FAST, only=["non"])
+    with run_lock(tmp_path), pytest.raises(ConfigError, match="another process"):
+        run_comparison(exp, tmp_path, progress=False)
+    orphan = tmp_path / ".results.json.x1y2.tmp"
+    orphan.write_text("torn")
+    run_comparison(exp, tmp_path, progress=False)
+    assert not orphan.exists()

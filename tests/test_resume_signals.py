@@ -62,9 +62,10 @@ def _interrupt_at_random(args: list[str], out, sig: int, rng: random.Random) -> 
     if proc.poll() is None:
         proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    if sig != signal.SIGKILL and proc.returncode not in (0,):
-        assert proc.returncode == 128 + sig, err.decode()
-        assert "Traceback" not in err.decode()
+    if proc.returncode == 128 + sig:  # caught during training: one line, no traceback
+        assert "Traceback" not in err.decode() and "progress was saved" in err.decode()
+    else:  # 0: finished before the signal; -sig: it landed outside training (start-up, exit)
+        assert proc.returncode in (0, -sig), err.decode()
     return proc.returncode
 
 
@@ -87,7 +88,7 @@ def test_signals_at_random_moments_then_resume_is_bit_identical(tmp_path, toy_da
         if sig != signal.SIGKILL and (out / "checkpoint.pt").exists():
             ckpt = load_checkpoint(out / "checkpoint.pt")
             assert len(ckpt["log"]) == ckpt["iteration"]  # the checkpoint is one completed iteration
-    assert sum(c != 0 for c in codes) >= 2, codes  # the signals landed during training
+    assert sum(c in (128 + signal.SIGINT, 128 + signal.SIGTERM) for c in codes) >= 2, codes  # landed in training
     resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
     proc = subprocess.run(
         [sys.executable, "-m", "sciml_zoo.cli", *_cli_args(toy_dataset, key, out), *resume],
