@@ -153,8 +153,9 @@ class TrainConfig:
         _check_number("grad_clip", self.grad_clip, positive=True, optional=True)
         _check_number("timeout_s", self.timeout_s, positive=True, optional=True)
         for key in ("optimizer_options", "scheduler_options", "estimator_options"):
-            if not isinstance(getattr(self, key), dict):
-                raise ConfigError(f"train.{key} must be a table (e.g. {{ key = 1 }}), got {getattr(self, key)!r}")
+            value = getattr(self, key, {})  # estimator_options may move into the estimator object
+            if not isinstance(value, dict):
+                raise ConfigError(f"train.{key} must be a table (e.g. {{ key = 1 }}), got {value!r}")
         if not isinstance(self.curriculum, bool):
             raise ConfigError(f"train.curriculum must be true or false, got {self.curriculum!r}")
         if self.executor not in EXECUTORS:
