@@ -28,84 +28,97 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     print(f"dataset written: {path}")
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
-    from sciml_zoo.config_io import from_dict, load_toml, parse_override
-    from sciml_zoo.train.config import ModelConfig, TrainConfig
-    from sciml_zoo.train.loop import RunConfig, train
+# train flags that are shorthands for --set train.KEY=VALUE
+_TRAIN_FLAGS = (
+    "method",
+    "estimator",
+    "unroll",
+    "iterations",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "device",
+    "executor",
+    "workers",
+    "scheduler_address",
+    "timeout_s",
+    "retries",
+)
 
-    raw = load_toml(args.config) if args.config else {}
-    unknown = sorted(set(raw) - {"model", "train", "data"})
-    if unknown:
-        raise SciMLZooError(f"unknown table(s) {unknown} in {args.config}; valid: [model], [train], data")
-    train_raw = dict(raw.get("train", {}))
-    for flag in (
-        "method",
-        "estimator",
-        "unroll",
-        "iterations",
-        "lr",
-        "seed",
-        "batch_size",
-        "optimizer",
-    ):
-        if getattr(args, flag) is not None:
-            train_raw[flag] = getattr(args, flag)
-    model_raw = dict(raw.get("model", {}))
-    for text in args.set or []:
-        keys, value = parse_override(text)
-        target = {"train": train_raw, "model": model_raw}.get(keys[0])
-        if target is None or len(keys) != 2:
-            raise SciMLZooError(f"--set {text!r}: use train.KEY=VALUE or model.KEY=VALUE")
-        target[keys[1]] = value
-    data = args.data or raw.get("data")
-    if not data:
-        raise SciMLZooError("no dataset given; pass --data PATH.h5 (made by `sciml-zoo generate`)")
-    config = RunConfig(
-        str(data),
-        from_dict(ModelConfig, model_raw, where="[model]"),
-        from_dict(TrainConfig, train_raw, where="[train]"),
-    )
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from sciml_zoo.experiment import load_run_config
+    from sciml_zoo.train.loop import train
+
+    overrides = [f"data={args.data}"] if args.data else []
+    overrides += [f"train.{k}={getattr(args, k)}" for k in _TRAIN_FLAGS if getattr(args, k) is not None]
+    overrides += args.set or []
+    config = load_run_config(args.config, overrides)
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    loss = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
     print(
         f"{summary['label']}: {summary['iterations_done']} iterations, final loss "
-        f"{summary['final_loss']:.4g}, {summary['train_solver_steps']:,} solver steps, "
+        f"{loss}, {summary['train_solver_steps']:,} solver steps, "
         f"{summary['train_wall_s']:.1f} s -> {args.out}"
     )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from sciml_zoo.compare import comparison_rows, format_table
-    from sciml_zoo.evaluate import evaluate_methods
-    from sciml_zoo.metrics import summarize
-    from sciml_zoo.train.loop import load_training_data
+    from sciml_zoo.data.loading import load_dataset
+    from sciml_zoo.evaluate import default_steps, evaluate_methods
+    from sciml_zoo.provenance import atomic_path
+    from sciml_zoo.tables import comparison_rows, format_table
 
-    data = load_training_data(args.data)
+    data = load_dataset(args.data)
     runs: dict[str, str | None] = {"SRC": None}
+    summaries: dict[str, list[dict]] = {}
     for run in args.runs:
         summary_path = Path(run) / "summary.json"
-        label = json.loads(summary_path.read_text())["label"] if summary_path.is_file() else Path(run).name
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        label = summary.get("label", Path(run).name)
+        if label in runs:  # two runs of one method: keep both rows apart
+            label = f"{label} ({run})"
         runs[label] = run
-    errors, _ = evaluate_methods(data, runs, steps=args.steps)
-    stats = summarize(errors)
-    rows = comparison_rows(stats, list(runs))
-    print(format_table(rows))
+        summaries[label] = [summary] if summary else []
+    steps = default_steps(data) if args.steps is None else _positive_int(args.steps, "--steps")
+    errors, _ = evaluate_methods(data, runs, steps=steps, device=args.device)
+    print(format_table(comparison_rows(errors, list(runs), summaries)))
     if args.out:
-        from sciml_zoo.provenance import atomic_path
+        try:
+            with atomic_path(args.out) as tmp:
+                errors.to_netcdf(tmp)
+        except OSError as exc:
+            raise SciMLZooError(
+                f"cannot write --out {args.out!r} ({exc.strerror or exc}); choose another path"
+            ) from None
 
-        with atomic_path(args.out) as tmp:
-            errors.to_netcdf(tmp)
+
+def _positive_int(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != str(text).strip():
+        raise SciMLZooError(f"{flag} must be a positive integer, got {text!r}; e.g. {flag} 50")
+    return value
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     from sciml_zoo.compare import run_comparison
     from sciml_zoo.experiment import load_experiment
 
-    exp = load_experiment(args.preset, overrides=args.set or [], only=args.methods)
+    overrides = list(args.set or []) + ([f"train.device={args.device}"] if args.device else [])
+    seeds = None if args.seeds is None else _positive_int(args.seeds, "--seeds")
+    exp = load_experiment(args.preset, overrides=overrides, only=args.methods, seeds=seeds)
     out = Path(args.out or f"results/{exp.name}")
     t0 = time.perf_counter()
-    record = run_comparison(exp, out, progress=not args.quiet)
-    print(f"\n{exp.name}: test MAE over {exp.eval_steps} steps ({len(exp.recipe.test_params)} test sims)\n")
+    record = run_comparison(exp, out, progress=not args.quiet, force=args.force, device=args.device or "cpu")
+    n = "" if exp.seeds is None else f", {len(exp.seeds)} seeds"
+    print(f"\n{exp.name}: test MAE over {exp.eval_steps} steps ({len(exp.recipe.test_params)} test sims{n})\n")
     print(record["table"])
+    for label, reason in record["failed"].items():
+        print(f"{label}: {reason}", file=sys.stderr)
     print(f"\nwall-clock {time.perf_counter() - t0:.0f} s; results in {out}/")
 
 
@@ -156,18 +169,29 @@ def _parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_generate)
 
     t = sub.add_parser("train", help="train one correction network")
-    t.add_argument("--config", help="TOML file with [model] and [train] tables")
+    t.add_argument("--config", help="TOML file with [model] and [train] tables (and data = PATH)")
     t.add_argument("--data", help="dataset .h5")
     t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--method", choices=["non", "fo-sol", "zo-sol"])
+    t.add_argument("--method", help="non, fo-sol or zo-sol")
     t.add_argument("--estimator")
-    t.add_argument("--unroll", type=int)
-    t.add_argument("--iterations", type=int)
-    t.add_argument("--batch-size", dest="batch_size", type=int)
-    t.add_argument("--lr", type=float)
+    t.add_argument("--unroll")
+    t.add_argument("--iterations")
+    t.add_argument("--batch-size", dest="batch_size")
+    t.add_argument("--lr")
     t.add_argument("--optimizer")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    t.add_argument("--seed")
+    t.add_argument("--device", help="cpu (default), cuda, cuda:1: where the network and data live")
+    t.add_argument("--executor", help="local, process or dask: where black-box queries run")
+    t.add_argument("--workers", help="worker processes / Dask workers for the queries")
+    t.add_argument("--scheduler", dest="scheduler_address", help="address of a running Dask scheduler")
+    t.add_argument("--timeout", dest="timeout_s", help="seconds a solver query may take")
+    t.add_argument("--retries", help="retries of a failed solver query")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config key, nested keys too: train.lr=1e-3, model.width=16, train.estimator_options.mu=1e-3",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
@@ -175,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="MAE of SRC and trained runs on the test simulations")
     e.add_argument("--data", required=True)
     e.add_argument("runs", nargs="*", help="run directories")
-    e.add_argument("--steps", type=int, default=100)
+    e.add_argument("--steps", help="rollout horizon (default: min(100, test frames - 1))")
+    e.add_argument("--device", default="cpu")
     e.add_argument("--out", help="write per-step errors as NetCDF")
     e.set_defaults(func=_cmd_evaluate)
 
@@ -186,9 +211,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--set",
         action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override, e.g. train.iterations=50 or methods.zo-sol.estimator=identity",
+        metavar="KEY=VALUE",
+        help="override, e.g. train.iterations=50, methods.zo-sol.estimator=identity, "
+        "methods.zo-sol.estimator_options.mu=1e-3",
     )
+    c.add_argument("--seeds", help="train every method at seeds 0..N-1 (mean ± std, 95%% CI)")
+    c.add_argument("--force", action="store_true", help="retrain runs made by another config, dataset or code")
+    c.add_argument("--device", help="cpu (default) or cuda")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)
 
@@ -224,13 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     except SciMLZooError as exc:
         print(f"sciml-zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from sciml_zoo.train.interrupts import Interrupted
+
         print(
             f"sciml-zoo {args.command}: interrupted; progress was saved — rerun the same "
             "command (with --resume for train) to continue",
             file=sys.stderr,
         )
-        return 130
+        return 128 + exc.signum if isinstance(exc, Interrupted) else 130
     return 0
 
 

@@ -1,146 +1,229 @@
-"""Run a whole comparison: generate -> train every method -> evaluate with SRC.
+"""Run a whole comparison: generate -> train every method (at every seed) -> evaluate with SRC.
 
-Each stage is resumable: a complete dataset file is reused, a finished run
-(``summary.json``) is skipped, an interrupted run resumes from its checkpoint.
-Outputs in ``out/``: ``results.md`` and ``results.csv`` (the table),
-``errors.nc`` (per-step errors, xarray/NetCDF), ``results.json`` (config,
-seed, versions, numbers), ``error_vs_step.png`` and ``fields.png``.
+Each stage is resumable and honest about reuse: a finished run is reused only
+if the hash of its full config, the dataset and the code-relevant versions
+matches (otherwise one line says so and ``--force`` retrains it); an
+interrupted run with the same hash resumes from its checkpoint. A method that
+fails (diverges, its solver fails) is named with the reason, and the table is
+printed for the others. Outputs in ``out/``: ``results.md`` and ``results.csv``
+(the table), ``errors.nc`` (per-step errors by seed, method, simulation, with
+every physical parameter), ``results.json`` (config, seed, versions, hashes of
+every number), ``error_vs_step.png`` (a band over seeds), ``cost_accuracy.png``
+and ``fields.png``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
 from sciml_zoo.data.generate import generate_dataset
+from sciml_zoo.data.loading import Dataset, load_dataset, source_solver
+from sciml_zoo.errors import ConfigError, SciMLZooError
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.experiment import Experiment
-from sciml_zoo.metrics import summarize
-from sciml_zoo.plots import field_name, plot_error_vs_step, plot_fields
+from sciml_zoo.figures import plot_cost_accuracy, plot_error_band
+from sciml_zoo.plots import field_name, plot_fields
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
-from sciml_zoo.registry import make_solver
-from sciml_zoo.train.loop import RunConfig, load_training_data, train
+from sciml_zoo.runs import RunConfig, clean_stale_temp_files, config_hash, run_lock
+from sciml_zoo.tables import FAULT_NAMES, comparison_rows, format_table, seed_summary, t_quantile_975
+from sciml_zoo.train.loop import train
 
-__all__ = ["comparison_rows", "format_table", "run_comparison"]
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of comparison rows."""
-    head = "| method | test MAE | ± (std over sims) | / FO-SOL | train solver steps | train wall-clock (s) |"
-    lines = [head, "|---|---|---|---|---|---|"]
-    for r in rows:
-        ratio = "n/a" if r["ratio_to_fo"] is None else f"{r['ratio_to_fo']:.2f}"
-        steps = "-" if r["train_solver_steps"] is None else f"{r['train_solver_steps']:,}"
-        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s']:.0f}"
-        lines.append(f"| {r['method']} | {r['mae']:.4f} | {r['mae_std']:.4f} | {ratio} | {steps} | {wall} |")
-    return "\n".join(lines)
+__all__ = ["comparison_rows", "format_table", "run_comparison", "seed_summary", "t_quantile_975"]
 
 
-def comparison_rows(
-    stats: xr.Dataset, labels: list[str], summaries: dict[str, dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
-    """Table rows from :func:`~sciml_zoo.metrics.summarize` output and run summaries.
+@dataclass(frozen=True)
+class _Plan:
+    """One training run of the comparison."""
 
-    ``ratio_to_fo`` is relative to the ``FO-SOL`` row when there is one.
+    key: str
+    seed: int | None
+    label: str
+    config: RunConfig
+    dir: Path
+    hash: str
+
+
+def _run_dir(out: Path, key: str, seed: int | None) -> Path:
+    return out / "runs" / key if seed is None else out / "runs" / key / f"seed{seed}"
+
+
+def _recorded_hash(run_dir: Path) -> str | None:
+    for name in ("summary.json", "config.json"):
+        f = run_dir / name
+        if f.is_file():
+            try:
+                return json.loads(f.read_text()).get("hash")
+            except (OSError, json.JSONDecodeError):
+                return None
+    return None
+
+
+def _check_reuse(plans: list[_Plan], force: bool) -> None:
+    """Refuse (or with ``force`` clear) run directories made by another config, dataset or code."""
+    markers = ("config.json", "checkpoint.pt", "summary.json")
+    used = [p for p in plans if any((p.dir / m).exists() for m in markers)]
+    stale = [p for p in used if _recorded_hash(p.dir) != p.hash]
+    if stale and not force:
+        first = stale[0].dir
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise ConfigError(
+            f"run {first}{more} was made with a different config, dataset or code version than this comparison; "
+            "rerun with --force to retrain it, or use another --out"
+        )
+    for p in stale:
+        shutil.rmtree(p.dir)
+
+
+def run_comparison(
+    exp: Experiment, out: str | Path, *, progress: bool = True, force: bool = False, device: str = "cpu"
+) -> dict[str, Any]:
+    """Run ``exp`` into directory ``out`` and return the results record.
+
+    ``out`` is locked for the duration (a second ``compare`` into it gets one
+    line) and cleared of temp files that killed writes left.
     """
-    summaries = summaries or {}
-
-    def overall(label: str) -> float:
-        return float(stats["overall"].sel({"method": label}))
-
-    fo = overall("FO-SOL") if "FO-SOL" in labels else None
-    return [
-        {
-            "method": label,
-            "mae": overall(label),
-            "mae_std": float(stats["sim_std"].sel({"method": label})),
-            "ratio_to_fo": None if fo is None else overall(label) / fo,
-            "train_solver_steps": summaries.get(label, {}).get("train_solver_steps"),
-            "train_wall_s": summaries.get(label, {}).get("train_wall_s"),
-        }
-        for label in labels
-    ]
-
-
-def _differentiable(exp: Experiment) -> bool:
-    solver = make_solver(exp.recipe.solver, **exp.recipe.solver_kwargs("source"))
-    return solver.capabilities.differentiable
-
-
-def run_comparison(exp: Experiment, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Run ``exp`` into directory ``out`` and return the results record."""
     out = Path(out)
+    with run_lock(out):
+        clean_stale_temp_files(out)
+        return _run_locked(exp, out, progress=progress, force=force, device=device)
+
+
+def _run_locked(exp: Experiment, out: Path, *, progress: bool, force: bool, device: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     data_path = generate_dataset(exp.recipe, out / "data" / f"{exp.recipe.name}.h5", progress=progress)
-    data = load_training_data(data_path)
-    runs: dict[str, Path | None] = {"SRC": None}
-    skipped: dict[str, str] = {}
-    can_fo = _differentiable(exp)
-    summaries: dict[str, dict[str, Any]] = {}
-    for key, cfg in exp.methods.items():
-        if cfg.method == "fo-sol" and not can_fo:
-            skipped[cfg.label] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
+    data = load_dataset(data_path)
+    solver = source_solver(data)  # built once: its capabilities here, its steps in evaluation
+    labels = exp.labels()
+    plans = []
+    for key, seed, cfg in exp.runs():
+        config = RunConfig(str(data_path), exp.model, cfg)
+        plans.append(_Plan(key, seed, labels[key], config, _run_dir(out, key, seed), config_hash(config, data.hash)))
+    failed: dict[str, str] = {}
+    if not solver.capabilities.differentiable:
+        for p in plans:
+            if p.config.train.method == "fo-sol":
+                failed[p.label] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
+        plans = [p for p in plans if p.label not in failed]
+    _check_reuse(plans, force)
+    summaries: dict[str, list[dict[str, Any]]] = {}
+    finished: list[_Plan] = []
+    for p in plans:
+        if p.label in failed:
             continue
-        run_dir = out / "runs" / key
-        summary_file = run_dir / "summary.json"
+        summary_file = p.dir / "summary.json"
         if not summary_file.is_file():
-            resume = (run_dir / "checkpoint.pt").is_file()
-            train(
-                RunConfig(str(data_path), exp.model, cfg),
-                run_dir,
-                resume=resume,
-                progress=progress,
-                data=data,
-            )
-        summaries[cfg.label] = json.loads(summary_file.read_text())
-        runs[cfg.label] = run_dir
-    errors, trajectories = evaluate_methods(data, runs, steps=exp.eval_steps)
-    stats = summarize(errors)
-    rows = comparison_rows(stats, list(runs), summaries)
-    table = format_table(rows)
-    for label, reason in skipped.items():
-        table += f"\n| {label} | {reason} | | | | |"
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "results.md") as tmp:
-        tmp.write_text(f"# {exp.name}: test MAE over {exp.eval_steps} steps\n\n{table}\n")
-    with atomic_path(out / "results.csv") as tmp:
-        tmp.write_text(
-            "method,mae,mae_std,ratio_to_fo,train_solver_steps,train_wall_s\n"
-            + "".join(
-                f"{r['method']},{r['mae']},{r['mae_std']},{r['ratio_to_fo']},{r['train_solver_steps']},"
-                f"{r['train_wall_s']}\n"
-                for r in rows
-            )
-        )
-    ds: xr.Dataset = xr.merge([errors.to_dataset(), stats])
-    ds.attrs.update(
-        {
-            "preset": exp.name,
-            "config": json.dumps(to_jsonable(exp)),
-            "versions": json.dumps(environment()),
+            try:
+                train(
+                    p.config,
+                    p.dir,
+                    resume=(p.dir / "checkpoint.pt").is_file(),
+                    progress=progress,
+                    data=data,
+                )
+            except SciMLZooError as exc:
+                at = "" if p.seed is None else f" (seed {p.seed})"
+                failed[p.label] = f"failed{at}: {exc}"
+                continue
+        summaries.setdefault(p.label, []).append(json.loads(summary_file.read_text()))
+        finished.append(p)
+    finished = [p for p in finished if p.label not in failed]
+    seeds = [None] if exp.seeds is None else list(exp.seeds)
+    horizon = max(exp.horizons)
+    src, trajectories = evaluate_methods(data, {"SRC": None}, steps=horizon, device=device, solver=solver)
+    method_labels = ["SRC", *dict.fromkeys(p.label for p in finished)]
+    per_seed = []
+    for seed in seeds:
+        runs = {p.label: p.dir for p in finished if p.seed == seed}
+        errs, trajs = evaluate_methods(data, runs, steps=horizon, device=device, solver=solver)
+        if seed == seeds[0]:
+            trajectories.update(trajs)
+        per_seed.append(xr.concat([src, errs], dim="method").reindex({"method": method_labels}))
+    errors = xr.concat(per_seed, dim=xr.DataArray([-1 if s is None else s for s in seeds], dims="seed", name="seed"))
+    headline = errors.sel(step=slice(1, exp.eval_steps))
+    rows = comparison_rows(headline, method_labels, summaries)
+    for r in rows:
+        r["horizons"] = {
+            h: seed_summary(
+                errors.sel({"step": slice(1, h), "method": r["method"]}).mean(("sim", "step")).values.tolist()
+            )["mean"]
+            for h in exp.horizons
         }
-    )
+    table = format_table(rows, failed)
+    _write_tables(out, exp, rows, table)
+    saved = errors.isel(seed=0, drop=True) if exp.seeds is None else errors
+    ds = xr.Dataset({"mae": saved, "per_step": saved.mean("sim")})
+    ds.attrs.update({"preset": exp.name, "config": json.dumps(to_jsonable(exp)), "versions": json.dumps(environment())})
     with atomic_path(out / "errors.nc") as tmp:
         ds.to_netcdf(tmp)
-    plot_error_vs_step(stats["per_step"], out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
-    test = data.states[data.test_idx]
-    last = exp.eval_steps
-    fields = {"reference": test[0, last]} | {k: v[0, last - 1] for k, v in trajectories.items()}
-    what = field_name(test[0, last])
-    plot_fields(fields, out / "fields.png", title=f"{what} at step {last}, first test simulation")
+    plot_error_band(errors.mean("sim"), out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
+    points, run_records = [], []
+    for p in finished:
+        summary = json.loads((p.dir / "summary.json").read_text())
+        seed = -1 if p.seed is None else p.seed
+        mae = float(errors.sel({"method": p.label, "seed": seed, "step": slice(1, exp.eval_steps)}).mean())
+        steps, wall = summary.get("train_solver_steps"), summary.get("train_wall_s")
+        points.append({"method": p.label, "mae": mae, "train_solver_steps": steps, "train_wall_s": wall})
+        run_records.append(
+            {
+                "method": p.label,
+                "key": p.key,
+                "seed": p.config.train.seed,
+                "dir": str(p.dir),
+                "hash": p.hash,
+                "config": p.config,
+                "test_mae": mae,
+                "train_solver_steps": steps,
+                "train_wall_s": wall,
+                "faults": summary.get("faults"),
+                "versions": summary.get("versions"),
+            }
+        )
+    plot_cost_accuracy(points, out / "cost_accuracy.png", title=f"{exp.name}: cost against test MAE")
+    _plot_fields(out, data, trajectories, exp.eval_steps)
     record = {
         "preset": exp.name,
         "config": exp,
         "seed": {k: c.seed for k, c in exp.methods.items()},
+        "seeds": exp.seeds,
         "versions": environment(),
+        "dataset": {"path": str(data_path), "hash": data.hash},
+        "runs": run_records,
         "rows": rows,
-        "skipped": skipped,
+        "skipped": failed,
+        "failed": failed,
+        "eval_steps": list(exp.horizons),
         "wall_clock_s": time.perf_counter() - t0,
         "table": table,
     }
     write_json(out / "results.json", record)
     return record
+
+
+def _write_tables(out: Path, exp: Experiment, rows: list[dict[str, Any]], table: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(f"# {exp.name}: test MAE over {exp.eval_steps} steps\n\n{table}\n")
+    cols = ["method", "mae", "mae_std", "seeds", "seed_std", "ci95", "ratio_to_fo", "ratio_std"]
+    cols += ["train_solver_steps", "train_wall_s"]
+    horizons = [f"mae_{h}" for h in exp.horizons]
+    lines = [",".join(cols + horizons + list(FAULT_NAMES))]
+    for r in rows:
+        cells = [r[c] for c in cols] + [r["horizons"][h] for h in exp.horizons]
+        cells += [(r.get("faults") or {}).get(k, 0) for k in FAULT_NAMES]
+        lines.append(",".join(str(c) for c in cells))
+    with atomic_path(out / "results.csv") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _plot_fields(out: Path, data: Dataset, trajectories: dict[str, Any], last: int) -> None:
+    test = data.test.states
+    fields = {"reference": test[0, last]} | {k: v[0, last - 1] for k, v in trajectories.items()}
+    what = field_name(test[0, last])
+    plot_fields(fields, out / "fields.png", title=f"{what} at step {last}, first test simulation")

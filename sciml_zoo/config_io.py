@@ -1,14 +1,16 @@
 """Fill frozen config dataclasses from TOML tables and ``key=value`` overrides.
 
-Frozen dataclasses are the source of truth (DESIGN.md); this module only maps
+Frozen dataclasses are the source of truth; this module only maps
 dictionaries onto them, rejecting unknown keys with the list of valid ones.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["load_toml", "from_dict", "parse_override"]
+__all__ = ["load_toml", "from_dict", "parse_override", "apply_overrides"]
 
 T = TypeVar("T")
 
@@ -74,12 +76,37 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str) -> T:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``section.key=value`` (value in TOML syntax, bare strings allowed)."""
+    """Parse ``a.b.c=value``: a dotted key path and a value in TOML syntax.
+
+    Values that are not valid TOML are taken as bare strings
+    (``train.estimator=identity``); keys may be nested to any depth
+    (``train.estimator_options.mu=1e-3``, ``methods.zo-sol.estimator=stencil``).
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.lr=1e-3")
     key, raw = text.split("=", 1)
+    keys = [k.strip() for k in key.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"override {text!r} has an empty key; write it like train.lr=1e-3")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip().split("."), value
+        value = raw.strip()
+    return keys, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of the nested table ``raw`` with each ``a.b.c=value`` override set in it.
+
+    The one override syntax of the CLI (``--set``), presets and run configs.
+    """
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {k!r} is a value, not a table")
+        node[keys[-1]] = value
+    return raw

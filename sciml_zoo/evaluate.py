@@ -1,8 +1,10 @@
 """Roll out each method on the test simulations and measure MAE per step.
 
 Every method starts from the first test frame and runs ``steps`` steps of the
-black-box solver (plus its correction); prediction i is compared with the
-downsampled reference frame i.
+black-box solver (plus its correction) through the one rollout rule
+(:func:`~sciml_zoo.rollout.corrected_step` + :func:`~sciml_zoo.rollout.trajectory`);
+prediction i is compared with the downsampled reference frame i. Only the
+test split is read; nothing here imports training.
 """
 
 from __future__ import annotations
@@ -14,46 +16,75 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sciml_zoo.data.loading import Dataset, source_solver
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.metrics import mae
-from sciml_zoo.rollout import corrected_rollout
+from sciml_zoo.rollout import corrected_step, trajectory
+from sciml_zoo.runs import load_model
 from sciml_zoo.solver import Solver, black_box
-from sciml_zoo.train.loop import TrainingData, load_model, source_solver
 
-__all__ = ["rollout_test", "evaluate_methods"]
+__all__ = ["rollout_test", "evaluate_methods", "default_steps"]
 
 
-def rollout_test(solver: Solver, model: torch.nn.Module | None, data: TrainingData, *, steps: int) -> torch.Tensor:
-    """Test trajectories ``(S_test, steps, C, H, W)`` of solver (+ correction)."""
-    test = data.states[data.test_idx]
-    if steps >= test.shape[1]:
-        raise ConfigError(f"evaluation steps {steps} >= test frames {test.shape[1]}; use fewer --steps")
+def default_steps(data: Dataset, preferred: int = 100) -> int:
+    """A valid evaluation horizon: ``min(preferred, test frames - 1)``."""
+    return max(1, min(preferred, int(data.test.states.shape[1]) - 1))
+
+
+def rollout_test(
+    solver: Solver, model: torch.nn.Module | None, data: Dataset, *, steps: int, device: str = "cpu"
+) -> torch.Tensor:
+    """Test trajectories ``(S_test, steps, C, *spatial)`` of solver (+ correction), on the CPU."""
+    test = data.test
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"evaluation steps must be a positive integer, got {steps!r}; e.g. --steps 50")
+    if steps >= test.states.shape[1]:
+        raise ConfigError(
+            f"evaluation steps {steps} >= test frames {test.states.shape[1]}; use --steps {test.states.shape[1] - 1} "
+            "or fewer"
+        )
+    dev = torch.device(device)
+    bb = black_box(solver)
+
+    def step(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return bb(state.cpu(), params.cpu()).to(dev)
+
     with torch.no_grad():
-        return corrected_rollout(black_box(solver), model, test[:, 0], data.params[data.test_idx], steps)
+        rule = corrected_step(step, None if model is None else model.to(dev))
+        return trajectory(rule, test.states[:, 0].to(dev), test.params.to(dev), steps).cpu()
 
 
 def evaluate_methods(
-    data: TrainingData, runs: Mapping[str, str | Path | None], *, steps: int
+    data: Dataset,
+    runs: Mapping[str, str | Path | None],
+    *,
+    steps: int,
+    device: str = "cpu",
+    solver: Solver | None = None,
 ) -> tuple[xr.DataArray, dict[str, torch.Tensor]]:
     """MAE of every method against the reference.
 
     Args:
-        data: the dataset.
+        data: the dataset (its test split is used).
         runs: method label -> run directory, or ``None`` for SRC (no correction).
         steps: rollout length.
+        device: where the networks run (solvers stay on the CPU).
+        solver: the dataset's source solver, if the caller built it already.
     Returns:
-        ``errors`` with dims ``(method, sim, step)`` (step 1..steps) and the
+        ``errors`` with dims ``(method, sim, step)`` (step 1..steps), every
+        physical parameter of each test simulation as coordinates, and the
         predicted trajectories by method (for plots).
     """
-    solver = source_solver(data)
-    reference = data.states[data.test_idx][:, 1 : steps + 1]
+    solver = solver or source_solver(data)
+    reference = data.test.states[:, 1 : steps + 1]
     errs, trajectories = [], {}
     for label, run in runs.items():
         model = None if run is None else load_model(run, data).eval()
-        pred = rollout_test(solver, model, data, steps=steps)
+        pred = rollout_test(solver, model, data, steps=steps, device=device)
         trajectories[label] = pred
         errs.append(mae(pred, reference, data.mask).numpy())
-    params = data.params[data.test_idx].numpy()
+    params = data.test.params.numpy()
+    names = list(data.recipe.param_names) or [f"p{i}" for i in range(params.shape[1])]
     return (
         xr.DataArray(
             np.stack(errs),
@@ -62,6 +93,7 @@ def evaluate_methods(
                 "method": list(runs),
                 "step": np.arange(1, steps + 1),
                 "sim_param": ("sim", params[:, 0] if params.shape[1] else np.full(len(params), np.nan)),
+                **{f"param_{n}": ("sim", params[:, i]) for i, n in enumerate(names)},
             },
             name="mae",
         ),

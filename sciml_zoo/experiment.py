@@ -1,9 +1,16 @@
-"""Experiment presets: a dataset recipe plus one training config per method.
+"""Configs from TOML: run configs (``train``) and presets (``compare``).
+
+One config path: a TOML file, then ``a.b.c=value`` overrides
+(:func:`~sciml_zoo.config_io.apply_overrides`, the syntax of every ``--set``),
+then the frozen dataclasses, which validate everything before any solver runs.
+:func:`load_run_config` reads a run config (``[model]``, ``[train]``, ``data``);
+:func:`load_experiment` a preset.
 
 A preset is a TOML file (``sciml_zoo/presets/<name>.toml``)::
 
     dataset = "wake_quick"         # a recipe in datasets/<name>.toml
-    eval_steps = 100
+    eval_steps = 100               # or a list of horizons, the first the headline
+    seeds = [0, 1, 2]              # optional: train every method at each seed
     [model]  ...                   # ModelConfig fields
     [train]  ...                   # TrainConfig fields shared by all methods
     [methods.fo-sol]  method = "fo-sol"          # per-method overrides
@@ -15,21 +22,22 @@ Recipes are looked up in ``$SCIML_ZOO_DATASETS``, ``./datasets`` and the
 
 from __future__ import annotations
 
-import copy
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sciml_zoo.config_io import from_dict, load_toml, parse_override
+from sciml_zoo.config_io import apply_overrides, from_dict, load_toml
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.errors import ConfigError
+from sciml_zoo.runs import RunConfig
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 
-__all__ = ["Experiment", "load_experiment", "load_recipe", "find_recipe", "PRESET_DIR"]
+__all__ = ["Experiment", "load_experiment", "load_run_config", "load_recipe", "find_recipe", "PRESET_DIR"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
-_KEYS = {"dataset", "eval_steps", "model", "train", "methods", "description"}
+_KEYS = {"dataset", "eval_steps", "model", "train", "methods", "description", "seeds"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,27 @@ class Experiment:
     methods: dict[str, TrainConfig]
     eval_steps: int
     description: str = ""
+    seeds: tuple[int, ...] | None = None
+    eval_horizons: tuple[int, ...] = ()
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """Evaluation horizons, the headline (``eval_steps``) first."""
+        return self.eval_horizons or (self.eval_steps,)
+
+    def labels(self) -> dict[str, str]:
+        """Method key -> table label, unique: a label two methods share gets the key appended."""
+        names = [cfg.label for cfg in self.methods.values()]
+        return {
+            key: cfg.label if names.count(cfg.label) == 1 else f"{cfg.label} ({key})"
+            for key, cfg in self.methods.items()
+        }
+
+    def runs(self) -> list[tuple[str, int | None, TrainConfig]]:
+        """``(method key, seed, config)`` of every training run; seed ``None`` without ``seeds``."""
+        if self.seeds is None:
+            return [(key, None, cfg) for key, cfg in self.methods.items()]
+        return [(key, s, replace(cfg, seed=s)) for s in self.seeds for key, cfg in self.methods.items()]
 
 
 def _recipe_dirs() -> list[Path]:
@@ -73,20 +102,36 @@ def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
     return from_dict(DatasetRecipe, table["dataset"], where=f"[dataset] of {path}")
 
 
-def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    raw = copy.deepcopy(raw)
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = raw
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {k!r} is not a table")
-        node[keys[-1]] = value
-    return raw
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """A training run's config: TOML file (``[model]``, ``[train]``, ``data``) + overrides.
+
+    Args:
+        path: TOML file, or ``None`` to start from the defaults.
+        overrides: ``a.b.c=value`` strings, e.g. ``train.lr=1e-3``,
+            ``train.estimator_options.mu=1e-3``, ``model.width=16``,
+            ``data=path.h5``.
+    """
+    raw = apply_overrides(load_toml(path) if path else {}, overrides)
+    where = f" in {path}" if path else ""
+    unknown = sorted(set(raw) - {"model", "train", "data"})
+    if unknown:
+        raise ConfigError(f"unknown table(s) {unknown}{where}; valid: [model], [train], data")
+    for table in ("model", "train"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise ConfigError(f"{table} must be a table ([{table}]){where}, got {raw[table]!r}")
+    data = raw.get("data")
+    if not data:
+        raise ConfigError("no dataset given; pass --data PATH.h5 (made by `sciml-zoo generate`)")
+    return RunConfig(
+        str(data),
+        from_dict(ModelConfig, raw.get("model", {}), where="[model]"),
+        from_dict(TrainConfig, raw.get("train", {}), where="[train]"),
+    )
 
 
-def load_experiment(preset: str, *, overrides: list[str] = (), only: list[str] | None = None) -> Experiment:  # type: ignore[assignment]
+def load_experiment(
+    preset: str, *, overrides: Sequence[str] = (), only: list[str] | None = None, seeds: int | None = None
+) -> Experiment:
     """Load a preset by name (``quick``, ``paper``) or TOML path.
 
     Args:
@@ -94,12 +139,14 @@ def load_experiment(preset: str, *, overrides: list[str] = (), only: list[str] |
         overrides: ``section.key=value`` strings, e.g. ``train.iterations=10``
             or ``methods.zo-sol.estimator=identity``.
         only: restrict to these method keys.
+        seeds: train every method at seeds ``0 .. seeds-1`` (overrides the
+            preset's ``seeds`` list).
     """
     path = Path(preset) if preset.endswith(".toml") else PRESET_DIR / f"{preset}.toml"
     if not path.is_file():
         avail = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
         raise ConfigError(f"preset {preset!r} not found; available presets: {avail}")
-    raw = _apply_overrides(load_toml(path), list(overrides))
+    raw = apply_overrides(load_toml(path), overrides)
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in preset {path}; valid: {sorted(_KEYS)}")
@@ -115,11 +162,36 @@ def load_experiment(preset: str, *, overrides: list[str] = (), only: list[str] |
     methods = {
         key: from_dict(TrainConfig, {**shared, **table}, where=f"[methods.{key}]") for key, table in methods_raw.items()
     }
+    horizons = _horizons(raw.get("eval_steps", 100))
+    seed_list = _seed_list(raw.get("seeds"), seeds)
     return Experiment(
         name=path.stem,
         recipe=recipe,
         model=model,
         methods=methods,
-        eval_steps=int(raw.get("eval_steps", 100)),
+        eval_steps=horizons[0],
         description=str(raw.get("description", "")),
+        seeds=seed_list,
+        eval_horizons=horizons,
     )
+
+
+def _horizons(value: Any) -> tuple[int, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ConfigError(f"eval_steps must be a positive integer or a list of them, got {value!r}")
+    return tuple(items)
+
+
+def _seed_list(value: Any, count: int | None) -> tuple[int, ...] | None:
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"--seeds must be a positive integer, got {count!r}")
+        return tuple(range(count))
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise ConfigError(f"seeds must be a list of integers like [0, 1, 2], got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"seeds {value} repeat a seed; list each once")
+    return tuple(value)

@@ -121,6 +121,13 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _rows(state: Tensor, params: Tensor, idx: list[int]) -> tuple[Tensor, Tensor]:
+    """The rows ``idx`` of a batch: a view for a contiguous block, a gather otherwise."""
+    if idx and idx[-1] - idx[0] + 1 == len(idx):
+        return state[idx[0] : idx[-1] + 1], params[idx[0] : idx[-1] + 1]
+    return state[idx], params[idx]
+
+
 class GuardedStep:
     """A black-box step whose queries run on ``executor`` under ``policy``.
 
@@ -154,7 +161,7 @@ class GuardedStep:
         attempt = 0
         while True:
             before = self.executor.restarts
-            blocks = [(s[idx], p[idx]) for idx in groups]
+            blocks = [_rows(s, p, idx) for idx in groups]
             futures = self.executor.submit_tasks(self.solver, blocks, timeout_s=self.policy.timeout_s)
             tasks = list(zip(groups, futures, strict=True))
             failed = self._collect(tasks, s, out, errors)
@@ -196,14 +203,18 @@ class GuardedStep:
                 )
             if not torch.is_floating_point(res):
                 raise SolverError(f"{self.name}.step returned dtype {res.dtype}; states must be floating point")
-            finite = torch.isfinite(res.reshape(len(idx), -1)).all(1).tolist()
-            for j, i in enumerate(idx):
-                if finite[j]:
-                    out[i] = res[j].to(device=out.device, dtype=out.dtype)
-                else:
-                    failed.append(i)
-                    self.counts.failures += 1
-                    errors[i] = "returned NaN/Inf (the simulation diverged)"
+            if res.dtype != s.dtype:
+                raise SolverError(
+                    f"{self.name}.step returned dtype {res.dtype} for a {s.dtype} state; return the input's dtype, "
+                    "e.g. torch.from_numpy(x).to(state.dtype)"
+                )
+            finite = torch.isfinite(res.reshape(len(idx), -1)).all(1)
+            rows = torch.as_tensor(idx, device=out.device)
+            out[rows[finite.to(out.device)]] = res[finite].to(out.device)
+            for j in (~finite).nonzero().flatten().tolist():
+                failed.append(idx[j])
+                self.counts.failures += 1
+                errors[idx[j]] = "returned NaN/Inf (the simulation diverged)"
         return failed
 
     def close(self) -> None:

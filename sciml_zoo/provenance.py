@@ -57,14 +57,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert dataclasses, tuples, paths and numpy scalars into JSON types."""
+    """Convert dataclasses, tuples, paths and numpy scalars into JSON types.
+
+    A dataclass whose class has a string ``name`` (an estimator) becomes
+    ``{"name": ..., **fields}``.
+    """
     import dataclasses
 
     to_dict = getattr(value, "to_dict", None)  # objects that say how they are recorded (estimators)
     if callable(to_dict) and not isinstance(value, type):
         return to_jsonable(to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        name = getattr(type(value), "name", None)  # strategy objects (estimators) carry a registry name
+        if isinstance(name, str) and "name" not in out:
+            out = {"name": name, **out}
+        return out
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -61,9 +61,7 @@ class GrayScott(SolverBase):
 
     def _laplacian(self, f: np.ndarray) -> np.ndarray:
         h = self.length / self.n
-        return (
-            np.roll(f, 1, -1) + np.roll(f, -1, -1) + np.roll(f, 1, -2) + np.roll(f, -1, -2) - 4.0 * f
-        ) / h**2
+        return (np.roll(f, 1, -1) + np.roll(f, -1, -1) + np.roll(f, 1, -2) + np.roll(f, -1, -2) - 4.0 * f) / h**2
 
     def step(self, state: Tensor, params: Tensor) -> Tensor:
         s = state.detach().cpu().numpy().astype(np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,37 +61,42 @@ def test_bad_preset_override_is_one_line():
 
 class _NaNSolver(ToyDiffusion):
     name = "nan-toy"
+    members: slice = slice(1, 2)  # member 1 diverges
 
     def step(self, state, params):
         out = super().step(state, params)
-        out[1, 0, 2, 2] = float("nan")  # member 1 diverges
+        out[self.members, 0, 2, 2] = float("nan")
         return out
 
 
-def test_nan_from_the_solver_is_one_line(tmp_path, toy_dataset, capsys):
+def _train_nan(tmp_path, toy_dataset, members, iterations=2):
+    _NaNSolver.members = members
     register("toy-diffusion", lambda **kw: _NaNSolver(**kw))
     try:
-        code = main(
-            [
-                "train",
-                "--data",
-                str(toy_dataset),
-                "--out",
-                str(tmp_path / "r"),
-                "--method",
-                "non",
-                "--iterations",
-                "2",
-                "--quiet",
-            ]
+        return main(
+            ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"), "--method", "non"]
+            + ["--iterations", str(iterations), "--quiet"]
         )
     finally:
         from sciml_zoo import registry
 
         registry._RUNTIME.pop("toy-diffusion")
+
+
+def test_nan_from_every_member_is_one_line(tmp_path, toy_dataset, capsys):
+    """A solver that diverges for every member stops the run with one line naming it (exit 2)."""
+    code = _train_nan(tmp_path, toy_dataset, slice(None), iterations=5)  # > max_consecutive_failures
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "nan-toy.step produced NaN/Inf in batch member(s) [1]" in err[0]
+    assert "solver 'nan-toy'" in err[0] and "NaN/Inf" in err[0] and "--resume" in err[0]
+
+
+def test_nan_from_one_member_is_dropped_and_counted(tmp_path, toy_dataset, capsys):
+    """A member whose solve diverges is dropped from the iteration's loss and counted (issue 10)."""
+    code = _train_nan(tmp_path, toy_dataset, slice(1, 2))
+    assert code == 0
+    faults = json.loads((tmp_path / "r" / "summary.json").read_text())["faults"]
+    assert faults["dropped_members"] >= 2 and faults["failures"] >= 2
 
 
 def test_train_and_evaluate_commands(tmp_path, toy_dataset, capsys):
@@ -143,3 +149,31 @@ def test_solvers_lists_capabilities(capsys):
     out = capsys.readouterr().out
     assert "toy-diffusion" in out and "differentiable=True" in out
     torch.manual_seed(0)
+
+
+def test_evaluate_defaults_to_a_valid_horizon_and_shows_training_columns(tmp_path, toy_dataset, capsys):
+    args = ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "non"), "--method", "non"]
+    assert main([*args, "--iterations", "2", "--set", "model.width=4", "--quiet"]) == 0
+    capsys.readouterr()
+    nc = tmp_path / "e.nc"
+    assert (
+        main(["evaluate", "--data", str(toy_dataset), str(tmp_path / "non"), str(tmp_path / "non"), "--out", str(nc)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    non_rows = [ln for ln in out.splitlines() if ln.startswith("| NON")]
+    assert len(non_rows) == 2  # two runs with one label stay two rows
+    assert "| 6 |" in non_rows[0]  # training solver steps: 2 iterations x batch 3 x 1 step
+    import xarray as xr
+
+    assert xr.open_dataarray(nc).sizes["step"] == 29  # min(100, 30 frames - 1)
+
+
+def test_bad_cli_values_are_one_line(tmp_path, toy_dataset):
+    base = ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "r"), "--method", "non"]
+    _one_line_error(_run_cli(*base, "--set", "train.batch_size=1.5"), "train.batch_size must be an integer")
+    _one_line_error(_run_cli(*base, "--lr", "abc"), "train.lr must be a number")
+    _one_line_error(_run_cli(*base, "--seed", "abc"), "train.seed must be an integer")
+    _one_line_error(_run_cli("evaluate", "--data", str(toy_dataset), "--steps", "0"), "--steps must be a positive")
+    _one_line_error(_run_cli("evaluate", "--data", str(toy_dataset), "--steps", "-3"), "--steps must be a positive")
+    _one_line_error(_run_cli("evaluate", "--data", str(toy_dataset), "--steps", "99"), "use --steps 29 or fewer")

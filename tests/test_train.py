@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from sciml_zoo import ConfigError
+from sciml_zoo.data.loading import load_dataset as load_training_data
+from sciml_zoo.runs import RunConfig
 from sciml_zoo.train.config import ModelConfig, TrainConfig
-from sciml_zoo.train.loop import RunConfig, load_training_data, train
+from sciml_zoo.train.loop import train
 
 SMALL = ModelConfig(width=8, kernel_size=3)
 
@@ -108,7 +110,7 @@ def test_bad_train_config_names_the_problem(kw, match):
 
 
 def test_normalisation_uses_training_simulations_only(toy_dataset):
-    from sciml_zoo.train.loop import build_model
+    from sciml_zoo.runs import build_model
 
     data = load_training_data(toy_dataset)
     norm = build_model(SMALL, data, seed=0).norm

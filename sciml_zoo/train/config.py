@@ -10,9 +10,10 @@ import torch
 
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, Estimator, as_estimator
+from sciml_zoo.faults import EXECUTORS
 from sciml_zoo.nn import ACTIVATIONS, ARCHS, PADDING_MODES
 
-__all__ = ["ModelConfig", "TrainConfig", "METHODS"]
+__all__ = ["ModelConfig", "TrainConfig", "METHODS", "EXECUTORS", "curriculum_stages"]
 
 METHODS = ("non", "fo-sol", "zo-sol")
 
@@ -78,9 +79,28 @@ class TrainConfig:
             object (and emptied) by ``__post_init__``.
         checkpoint_every: iterations between checkpoints (also on interrupt).
         seed: fixes initialisation, batch sampling and ZO directions.
-        workers: process-pool workers that run the solver queries of a
-            non-batched adapter in parallel (0: in this process). Ignored for
-            batched adapters, whose queries already go out as one call.
+        workers: workers that run the solver queries of a non-batched adapter
+            in parallel (0: in this process). Ignored for batched adapters,
+            whose queries already go out as one call.
+        grad_clip: clip the gradient's global L2 norm to this value
+            (``torch.nn.utils.clip_grad_norm_``); ``None``: no clipping.
+        curriculum: grow the unroll length 1 -> 2 -> 4 -> ... -> ``unroll`` in
+            equal shares of the iterations (Solver-in-the-Loop's advice for
+            long unrolls); NON ignores it.
+        timeout_s: seconds one solver query may take before it counts as
+            failed (``None``: no limit).
+        retries: times a failed query is retried before its batch member is
+            dropped from the iteration's loss.
+        max_consecutive_failures: stop after this many consecutive iterations
+            with failed queries (members dropped or the iteration skipped).
+        executor: where black-box queries run: ``local`` (this process),
+            ``process`` (a local process pool of ``workers``) or ``dask``
+            (``dask.distributed``: a LocalCluster of ``workers``, or the
+            scheduler at ``scheduler_address``).
+        scheduler_address: address of a running Dask scheduler
+            (``tcp://host:8786``); only with ``executor = "dask"``.
+        device: torch device of the network and the data (``cpu``, ``cuda``,
+            ``cuda:1``); solvers stay on the CPU unless they declare support.
     """
 
     method: str = "fo-sol"
@@ -97,8 +117,17 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     workers: int = 0
+    grad_clip: float | None = None
+    curriculum: bool = False
+    timeout_s: float | None = None
+    retries: int = 0
+    max_consecutive_failures: int = 3
+    executor: str = "local"
+    scheduler_address: str | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        self._check_run_fields()
         if self.method not in METHODS:
             raise ConfigError(f"train.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.method == "zo-sol":
@@ -111,16 +140,59 @@ class TrainConfig:
             object.__setattr__(self, "estimator_options", {})
         elif self.estimator is not None or self.estimator_options:
             raise ConfigError(f"train.estimator is only used with method zo-sol, not {self.method!r}")
-        if self.workers < 0:
-            raise ConfigError(f"train.workers must be >= 0, got {self.workers}")
-        if self.unroll < 1 or self.iterations < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ConfigError("unroll, batch_size and checkpoint_every must be >= 1; iterations >= 0")
         if not hasattr(torch.optim, self.optimizer) or self.optimizer.startswith("_"):
             raise ConfigError(f"train.optimizer {self.optimizer!r} is not a torch.optim class (e.g. Adam, SGD)")
         if self.scheduler is not None and not hasattr(torch.optim.lr_scheduler, self.scheduler):
             raise ConfigError(
                 f"train.scheduler {self.scheduler!r} is not in torch.optim.lr_scheduler (e.g. CosineAnnealingLR)"
             )
+
+    def _check_run_fields(self) -> None:
+        """Types and ranges of the loop's fields, each error naming the key and the fix."""
+        for key, low in (
+            ("unroll", 1),
+            ("iterations", 0),
+            ("batch_size", 1),
+            ("checkpoint_every", 1),
+            ("workers", 0),
+            ("retries", 0),
+            ("max_consecutive_failures", 1),
+        ):
+            _check_int(key, getattr(self, key), low)
+        _check_int("seed", self.seed, None)
+        _check_number("lr", self.lr, positive=True, optional=False)
+        _check_number("grad_clip", self.grad_clip, positive=True, optional=True)
+        _check_number("timeout_s", self.timeout_s, positive=True, optional=True)
+        for key in ("optimizer_options", "scheduler_options", "estimator_options"):
+            value = getattr(self, key, {})  # estimator_options may move into the estimator object
+            if not isinstance(value, dict):
+                raise ConfigError(f"train.{key} must be a table (e.g. {{ key = 1 }}), got {value!r}")
+        if not isinstance(self.curriculum, bool):
+            raise ConfigError(f"train.curriculum must be true or false, got {self.curriculum!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"train.executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}")
+        if self.scheduler_address is not None and self.executor != "dask":
+            raise ConfigError(f'train.scheduler_address ({self.scheduler_address!r}) needs train.executor = "dask"')
+        if self.executor == "process" and self.workers < 1:
+            raise ConfigError('train.executor = "process" needs train.workers >= 1')
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"train.device must be a device name like 'cpu' or 'cuda', got {self.device!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"train.device {self.device!r} is not a torch device ({exc}); use cpu or cuda") from None
+
+    def unroll_at(self, iteration: int) -> int:
+        """Unrolled steps at 0-based ``iteration``: :attr:`steps`, or the curriculum's stage.
+
+        The curriculum has stages 1, 2, 4, ... up to ``unroll`` (the last stage is
+        ``unroll`` itself), each an equal share of the iterations.
+        """
+        if not self.curriculum or self.method == "non":
+            return self.steps
+        stages = curriculum_stages(self.unroll)
+        share = max(1, -(-self.iterations // len(stages)))  # ceil
+        return stages[min(iteration // share, len(stages) - 1)]
 
     @property
     def steps(self) -> int:
@@ -133,3 +205,29 @@ class TrainConfig:
         if isinstance(self.estimator, Estimator):
             return f"ZO-SOL[{self.estimator.name}]"
         return self.method.upper()
+
+
+def curriculum_stages(unroll: int) -> list[int]:
+    """Unroll lengths of the curriculum: powers of two below ``unroll``, then ``unroll``."""
+    stages = [1]
+    while stages[-1] * 2 < unroll:
+        stages.append(stages[-1] * 2)
+    if stages[-1] != unroll:
+        stages.append(unroll)
+    return stages
+
+
+def _check_int(key: str, value: Any, low: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"train.{key} must be an integer, got {value!r}; e.g. train.{key}={max(low or 0, 1)}")
+    if low is not None and value < low:
+        raise ConfigError(f"train.{key} must be >= {low}, got {value}")
+
+
+def _check_number(key: str, value: Any, *, positive: bool, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"train.{key} must be a number, got {value!r}; e.g. train.{key}=1e-3")
+    if positive and not value > 0:
+        raise ConfigError(f"train.{key} must be > 0, got {value}")

@@ -11,24 +11,32 @@ feature reuse), and all Q rollouts share one batched solver call per step
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from sciml_zoo.nn import CorrectionNet
+from sciml_zoo.rollout import Correction, corrected_rollout, corrected_step, trajectory
 from sciml_zoo.solver import StepFn
 
-__all__ = ["Windows", "WindowSampler", "trajectory_loss", "make_batched_sol_loss"]
+__all__ = ["Windows", "WindowSampler", "trajectory_loss", "network_layers", "make_batched_sol_loss"]
 
 
 @dataclass(frozen=True)
 class Windows:
-    """A batch of training windows: ``initial`` (B,C,H,W) reference states at t,
-    ``targets`` (B,n,C,H,W) reference states at t+1..t+n, ``params`` (B,P)."""
+    """A batch of training windows: ``initial`` (B, C, *spatial) reference states
+    at t, ``targets`` (B, n, C, *spatial) reference states at t+1..t+n, ``params`` (B, P)."""
+
+    def to(self, device: torch.device | str) -> Windows:
+        """The windows on ``device``."""
+        return Windows(self.initial.to(device), self.targets.to(device), self.params.to(device))
+
+    def subset(self, keep: Tensor) -> Windows:
+        """The windows at indices ``keep`` (a fault-dropped batch, say)."""
+        return Windows(self.initial[keep], self.targets[keep], self.params[keep])
 
     initial: Tensor
     targets: Tensor
@@ -39,7 +47,7 @@ class WindowSampler:
     """Draws random windows ``(sim, t)`` from training trajectories.
 
     Args:
-        states: ``(S, T, C, H, W)`` downsampled reference trajectories.
+        states: ``(S, T, C, *spatial)`` downsampled reference trajectories.
         params: ``(S, P)`` physical parameters.
         steps: window length n.
     """
@@ -59,26 +67,31 @@ class WindowSampler:
 
 
 def trajectory_loss(predicted: Tensor, targets: Tensor, std: Tensor, mask: Tensor) -> Tensor:
-    """Normalised MSE over valid entries, averaged over steps.
+    """Normalised MSE over valid entries, averaged over the batch and the steps.
 
     Args:
-        predicted, targets: ``(..., n, C, H, W)``.
-        std: ``(C,)`` training std. mask: ``(C, H, W)`` bool/float.
+        predicted, targets: ``(..., B, n, C, *spatial)`` with 1 to 3 spatial dims.
+        std: ``(C,)`` training std. mask: ``(C, *spatial)`` bool/float.
     Returns:
-        Loss with the leading ``...`` dims (a scalar for ``(B, n, ...)`` input
-        reduced over B too if ``predicted`` has exactly 5 dims).
+        The loss with the leading ``...`` dims (a scalar for ``(B, n, C, *spatial)``).
     """
-    err = ((predicted - targets) / std.view(-1, 1, 1)) ** 2 * mask
-    per = err.sum(dim=(-3, -2, -1)) / mask.sum()
+    ndim = mask.dim() - 1
+    err = ((predicted - targets) / std.view(-1, *([1] * ndim))) ** 2 * mask
+    per = err.sum(dim=tuple(range(-(1 + ndim), 0))) / mask.sum()
     return per.mean(dim=(-2, -1)) if per.dim() >= 2 else per.mean()
 
 
-_LAYER = re.compile(r"^body\.(\d+)\.")
+def network_layers(model: CorrectionNet) -> list[tuple[str, nn.Module]]:
+    """The ordered stages of the network body with their parameter-name prefixes.
 
-
-def _earliest_layer(names: list[str]) -> int:
-    idx = [int(m.group(1)) for n in names if (m := _LAYER.match(n))]
-    return min(idx) if len(idx) == len(names) and idx else 0
+    Uses ``model.layers()`` (the network's own description). Fallback for a
+    network without it: the children of an ``nn.Sequential`` body.
+    """
+    layers = getattr(model, "layers", None)
+    if callable(layers):
+        return list(layers())
+    body: nn.Sequential = model.body  # type: ignore[assignment]
+    return [(f"body.{i}.", m) for i, m in enumerate(body)]
 
 
 def make_batched_sol_loss(
@@ -90,52 +103,72 @@ def make_batched_sol_loss(
     stacked values ``(Q, *shape)`` (the rest stay at the model's values) and
     returns ``(Q,)`` losses. ``{}`` evaluates the current weights (Q = 1).
     ``step`` must be a black-box step; it is called once per unrolled step with
-    ``Q * B`` rows, except for the first step, which is shared by all queries.
+    ``Q * B`` rows (query-major: row ``r`` belongs to window ``r % B``), except
+    for the first step, which is shared by all queries. The rollout is
+    :func:`~sciml_zoo.rollout.trajectory` of
+    :func:`~sciml_zoo.rollout.corrected_step`, the rule of every other loss.
     ``reuse=False`` recomputes the first solver call and every layer for every
     query (for measuring what feature reuse saves; results are identical).
     """
-    mask, std = model.mask, model.norm.state_std
-    body = model.body
+    mask: Tensor = model.mask  # type: ignore[assignment]
+    std: Tensor = model.norm.state_std  # type: ignore[assignment]
+    layers = network_layers(model)
+    b, shape = windows.initial.shape[0], tuple(windows.initial.shape[1:])
     with torch.no_grad():
         first = step(windows.initial, windows.params)  # independent of the weights
         cache = [model.features(first, windows.params)]
-        for layer in body:
+        for _, layer in layers:
             cache.append(layer(cache[-1]))
 
-    def run_body(start: int, h: Tensor, perturbed: dict[str, Tensor]) -> Tensor:
-        for i in range(start, len(body)):
-            prefix = f"body.{i}."
+    def earliest_layer(names: list[str]) -> int | None:
+        """Index of the first layer holding a perturbed name (None: not all names are in layers)."""
+        found = [next((i for i, (prefix, _) in enumerate(layers) if n.startswith(prefix)), None) for n in names]
+        return None if None in found else min(found, default=len(layers))  # type: ignore[type-var]
+
+    def run_layers(start: int, h: Tensor, perturbed: dict[str, Tensor]) -> Tensor:
+        for prefix, layer in layers[start:]:
             local = {k[len(prefix) :]: v for k, v in perturbed.items() if k.startswith(prefix)}
-            h = functional_call(body[i], local, (h,), strict=False) if local else body[i](h)
+            h = functional_call(layer, local, (h,), strict=False) if local else layer(h)
         return h
+
+    def correction_at(perturbed: dict[str, Tensor], q: int) -> Correction:
+        """The correction at each of the Q weight settings, on ``(Q * B, C, *spatial)`` states."""
+
+        def correction(state: Tensor, params: Tensor) -> Tensor:
+            states = state.view(q, b, *shape)
+            if not perturbed:
+                return model(states[0], windows.params)
+            corr = torch.vmap(lambda p, s: functional_call(model, p, (s, windows.params), strict=False))(
+                perturbed, states
+            )
+            return corr.flatten(0, 1)
+
+        return correction
 
     def batched_loss(perturbed: dict[str, Tensor]) -> Tensor:
         q = next(iter(perturbed.values())).shape[0] if perturbed else 1
+        params = windows.params.repeat(q, 1)
+        correction = correction_at(perturbed, q)
+        tile = (q, *([1] * len(shape)))
         with torch.no_grad():
-            if reuse:
-                k = _earliest_layer(list(perturbed))
-                out = torch.vmap(lambda p: run_body(k, cache[k], p))(perturbed) if perturbed else cache[-1][None]
-                start = first[None].expand(q, *first.shape)
-            else:
-                start = step(windows.initial.repeat(q, 1, 1, 1), windows.params.repeat(q, 1)).view(q, *first.shape)
-                feats = torch.vmap(lambda s: model.features(s, windows.params))(start)
-                out = (
-                    torch.vmap(lambda p, h: run_body(0, h, p))(perturbed, feats) if perturbed else body(feats[0])[None]
+            k = earliest_layer(list(perturbed))
+            if not reuse:
+                flat = trajectory(corrected_step(step, correction), windows.initial.repeat(*tile), params, steps)
+            elif k is None:  # a perturbed name outside the layers: reuse the solver call, run the whole network
+                flat = corrected_rollout(
+                    step,
+                    correction,
+                    windows.initial.repeat(*tile),
+                    params,
+                    steps,
+                    first_solver_output=first.repeat(*tile),
                 )
-            state = start + model.output(out.flatten(0, 1)).view(q, *first.shape)
-            states = [state]
-            params = windows.params.repeat(q, 1)
-            for _ in range(steps - 1):
-                flat = step(state.flatten(0, 1), params).view_as(state)
-                if perturbed:
-                    corr = torch.vmap(lambda p, s: functional_call(model, p, (s, windows.params), strict=False))(
-                        perturbed, flat
-                    )
-                else:
-                    corr = model(flat[0], windows.params)[None]
-                state = flat + corr
-                states.append(state)
-            predicted = torch.stack(states, dim=2)  # (Q, B, n, C, H, W)
+            else:  # reuse the solver call and the activations before layer k
+                out = torch.vmap(lambda p: run_layers(k, cache[k], p))(perturbed) if perturbed else cache[-1][None]
+                state = (first[None] + model.output(out.flatten(0, 1)).view(q, b, *shape)).flatten(0, 1)
+                rest = trajectory(corrected_step(step, correction), state, params, steps - 1)
+                flat = torch.cat([state[:, None], rest], dim=1)
+            predicted = flat.view(q, b, steps, *shape)
             return trajectory_loss(predicted, windows.targets[None], std, mask)
 
     return batched_loss

@@ -1,0 +1,127 @@
+"""Comparison tables: per-seed MAE aggregated into mean ± std, a 95% interval and ratios to FO-SOL.
+
+Pure functions on the errors of :func:`~sciml_zoo.evaluate.evaluate_methods`
+and the runs' summaries; ``compare`` and ``evaluate`` print the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["comparison_rows", "format_table", "seed_summary", "t_quantile_975", "FAULT_NAMES"]
+
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+FAULT_NAMES = ("failures", "retries", "timeouts", "restarts", "dropped_members", "skipped_iterations", "fallbacks")
+
+
+def t_quantile_975(df: int) -> float:
+    """Student t 97.5% quantile (two-sided 95% interval) for ``df`` degrees of freedom."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    return 1.96 + 2.4 / df  # within 0.2% of the exact quantile for df > 15
+
+
+def seed_summary(values: list[float]) -> dict[str, float]:
+    """Mean, sample std and 95% Student-t half-width of per-seed values (NaNs dropped)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return {"mean": math.nan, "std": math.nan, "ci95": math.nan, "n": 0}
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {
+        "mean": float(v.mean()),
+        "std": std,
+        "ci95": t_quantile_975(len(v) - 1) * std / math.sqrt(len(v)),
+        "n": len(v),
+    }
+
+
+def comparison_rows(
+    errors: xr.DataArray, labels: list[str], summaries: dict[str, list[dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """Table rows from per-step errors ``(seed, method, sim, step)`` (or without ``seed``) and run summaries.
+
+    Per seed, a method's MAE is its mean over simulations and steps; rows give
+    the mean over seeds, the std over seeds, a 95% interval, the std over
+    simulations (mean over seeds) and the per-seed ratio to ``FO-SOL``
+    (mean ± std of the ratios).
+    """
+    if "seed" not in errors.dims:
+        errors = errors.expand_dims(seed=[0])
+    summaries = summaries or {}
+    per_seed = errors.mean(("sim", "step"))  # (seed, method)
+    sim_std = errors.mean("step").std("sim").mean("seed")
+    fo = per_seed.sel({"method": "FO-SOL"}) if "FO-SOL" in labels else None
+    rows = []
+    for label in labels:
+        maes = per_seed.sel({"method": label}).values.tolist()
+        stats = seed_summary(maes)
+        ratios = None if fo is None else seed_summary((per_seed.sel({"method": label}) / fo).values.tolist())
+        runs = summaries.get(label, [])
+        steps = [s["train_solver_steps"] for s in runs if s.get("train_solver_steps") is not None]
+        walls = [s["train_wall_s"] for s in runs if s.get("train_wall_s") is not None]
+        faults: dict[str, float] = {}
+        for s in runs:
+            for k, v in (s.get("faults") or {}).items():
+                faults[k] = faults.get(k, 0) + v
+        rows.append(
+            {
+                "method": label,
+                "mae": stats["mean"],
+                "mae_std": float(sim_std.sel({"method": label})),
+                "seeds": stats["n"],
+                "seed_std": stats["std"],
+                "ci95": stats["ci95"],
+                "per_seed": maes,
+                "ratio_to_fo": None if ratios is None else ratios["mean"],
+                "ratio_std": None if ratios is None else ratios["std"],
+                "train_solver_steps": float(np.mean(steps)) if steps else None,
+                "train_wall_s": float(np.mean(walls)) if walls else None,
+                "faults": faults,
+            }
+        )
+    return rows
+
+
+def _faults_text(faults: dict[str, float]) -> str:
+    parts = [f"{k.replace('_', ' ')} {v:g}" for k, v in faults.items() if v and k in FAULT_NAMES]
+    return ", ".join(parts) or "-"
+
+
+def format_table(rows: list[dict[str, Any]], failed: dict[str, str] | None = None) -> str:
+    """Markdown table of comparison rows; failed or skipped methods as rows with their reason."""
+    multi = any(r.get("seeds", 1) > 1 for r in rows)
+    if multi:
+        n = max(r["seeds"] for r in rows)
+        head = f"| method | test MAE (mean ± std, {n} seeds) | 95% CI | / FO-SOL (per seed) | "
+    else:
+        head = "| method | test MAE | ± (std over sims) | / FO-SOL | "
+    head += "train solver steps | train wall-clock (s) | faults |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["ratio_to_fo"] is None:
+            ratio = "n/a"
+        elif multi:
+            ratio = f"{r['ratio_to_fo']:.2f} ± {r['ratio_std']:.2f}"
+        else:
+            ratio = f"{r['ratio_to_fo']:.2f}"
+        steps = "-" if r["train_solver_steps"] is None else f"{r['train_solver_steps']:,.0f}"
+        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s']:.0f}"
+        faults = _faults_text(r.get("faults") or {})
+        if multi:
+            lines.append(
+                f"| {r['method']} | {r['mae']:.4f} ± {r['seed_std']:.4f} | ± {r['ci95']:.4f} | {ratio} | {steps} "
+                f"| {wall} | {faults} |"
+            )
+        else:
+            lines.append(
+                f"| {r['method']} | {r['mae']:.4f} | {r['mae_std']:.4f} | {ratio} | {steps} | {wall} | {faults} |"
+            )
+    for label, reason in (failed or {}).items():
+        lines.append(f"| {label} | {reason} | | | | | |")
+    return "\n".join(lines)

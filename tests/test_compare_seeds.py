@@ -1,0 +1,85 @@
+"""compare: several seeds, honest reuse (config hash), failed methods named, unique labels."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from sciml_zoo.compare import run_comparison, seed_summary, t_quantile_975
+from sciml_zoo.errors import ConfigError
+from sciml_zoo.experiment import load_experiment
+
+ASSETS = Path(__file__).parent / "assets"
+PRESET = str(ASSETS / "toy_preset.toml")
+FAST = ["train.iterations=6", "train.checkpoint_every=3", "eval_steps=[5, 8]"]
+
+
+def test_seed_statistics():
+    s = seed_summary([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == 1.0 and s["n"] == 3
+    assert math.isclose(s["ci95"], 4.303 / math.sqrt(3))
+    assert seed_summary([2.0])["std"] == 0.0 and math.isnan(t_quantile_975(0))
+    assert abs(t_quantile_975(30) - 2.042) < 0.01 and abs(t_quantile_975(1000) - 1.962) < 0.01
+
+
+def test_several_seeds_give_mean_std_interval_and_ratios(tmp_path):
+    exp = load_experiment(PRESET, overrides=FAST, seeds=2)
+    record = run_comparison(exp, tmp_path, progress=False)
+    rows = {r["method"]: r for r in record["rows"]}
+    assert list(rows) == ["SRC", "NON", "FO-SOL"]
+    fo = rows["FO-SOL"]
+    assert fo["seeds"] == 2 and len(fo["per_seed"]) == 2 and fo["per_seed"][0] != fo["per_seed"][1]
+    assert math.isclose(fo["mae"], sum(fo["per_seed"]) / 2)
+    assert fo["ratio_to_fo"] == 1.0 and fo["ratio_std"] == 0.0 and rows["SRC"]["seed_std"] == 0.0
+    assert set(rows["NON"]["horizons"]) == {5, 8}
+    for k in (0, 1):
+        assert (tmp_path / "runs" / "fo-sol" / f"seed{k}" / "summary.json").is_file()
+    assert "mean ± std, 2 seeds" in record["table"] and "95% CI" in record["table"]
+    errors = xr.open_dataset(tmp_path / "errors.nc")
+    assert errors["mae"].sizes == {"seed": 2, "method": 3, "sim": 2, "step": 8}
+    assert "param_diffusivity" in errors.coords
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["method"], r["seed"]) for r in saved["runs"]} == {(m, s) for m in ("NON", "FO-SOL") for s in (0, 1)}
+    assert all(len(r["hash"]) == 16 and r["versions"]["packages"]["torch"] for r in saved["runs"])
+    for name in ("cost_accuracy.png", "error_vs_step.png", "results.csv", "results.md"):
+        assert (tmp_path / name).is_file()
+    assert "mae_8" in (tmp_path / "results.csv").read_text().splitlines()[0]
+
+
+def test_a_run_made_by_another_config_is_not_reused(tmp_path):
+    exp = load_experiment(PRESET, overrides=FAST, only=["non"])
+    run_comparison(exp, tmp_path, progress=False)
+    changed = load_experiment(PRESET, overrides=[*FAST, "model.width=4"], only=["non"])
+    with pytest.raises(ConfigError, match="different config, dataset or code version.*--force"):
+        run_comparison(changed, tmp_path, progress=False)
+    record = run_comparison(changed, tmp_path, progress=False, force=True)
+    saved = json.loads((tmp_path / "runs" / "non" / "config.json").read_text())
+    assert saved["config"]["model"]["width"] == 4 and record["rows"][1]["method"] == "NON"
+
+
+def test_a_failed_method_is_named_and_the_others_are_tabled(tmp_path):
+    overrides = [*FAST, "methods.fo-sol.lr=1e30", "methods.fo-sol.optimizer=SGD", "methods.fo-sol.method=non"]
+    overrides += ["methods.fo-sol.checkpoint_every=1"]
+    exp = load_experiment(PRESET, overrides=overrides)
+    labels = exp.labels()
+    assert labels == {"non": "NON (non)", "fo-sol": "NON (fo-sol)"}  # two NON methods keep separate rows
+    record = run_comparison(exp, tmp_path, progress=False)
+    assert [r["method"] for r in record["rows"]] == ["SRC", "NON (non)"]
+    assert "diverged" in record["failed"]["NON (fo-sol)"]
+    assert "| NON (fo-sol) | failed: " in record["table"]
+
+
+def test_compare_locks_its_directory_and_cleans_orphan_temp_files(tmp_path):
+    from sciml_zoo.runs import run_lock
+
+    exp = load_experiment(PRESET, overrides=FAST, only=["non"])
+    with run_lock(tmp_path), pytest.raises(ConfigError, match="another process"):
+        run_comparison(exp, tmp_path, progress=False)
+    orphan = tmp_path / ".results.json.x1y2.tmp"
+    orphan.write_text("torn")
+    run_comparison(exp, tmp_path, progress=False)
+    assert not orphan.exists()
