@@ -99,12 +99,17 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     """A copy of the nested table ``raw`` with each ``a.b.c=value`` override set in it.
 
     The one override syntax of the CLI (``--set``), presets and run configs.
+    An estimator given by name becomes a table when an override reaches into
+    it: ``train.estimator.difference=forward`` on ``estimator = "jacobian"``
+    gives ``{name = "jacobian", difference = "forward"}``.
     """
     raw = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
         node = raw
         for k in keys[:-1]:
+            if k == "estimator" and isinstance(node.get(k), str):
+                node[k] = {"name": node[k]}
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {k!r} is a value, not a table")

@@ -138,7 +138,10 @@ def _train_locked(
     solver = on_device(source_solver(data), device)
     model = build_model(config.model, data, seed=cfg.seed).to(device)
     opt, sched = _make_optimizer(cfg, model)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)  # the window sampler
+    # the gradient source draws (probes, directions, subsets) from its own stream, so every method
+    # sees the same windows at the same seed: comparisons between methods are paired
+    probe_gen = torch.Generator().manual_seed(cfg.seed + 2)
     counter, counts = StepCounter(), FaultCounts()
     spec = (data.recipe.solver, data.recipe.solver_kwargs("source"))
     sources: dict[int, Any] = {}  # gradient source per unroll length (one unless curriculum)
@@ -173,6 +176,7 @@ def _train_locked(
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
+        probe_gen.set_state(ckpt["probe_generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         for steps, state in ckpt["gradient"].items():
             source(int(steps)).load_state_dict(state)
@@ -190,6 +194,7 @@ def _train_locked(
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict() if sched is not None else None,
             "generator": gen.get_state(),
+            "probe_generator": probe_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "gradient": {str(n): s.state_dict() for n, s in sources.items()},
             "fault_counts": counts.as_dict(),
@@ -205,6 +210,7 @@ def _train_locked(
     def snapshot() -> dict[str, Any]:
         return {
             "generator": gen.get_state(),
+            "probe_generator": probe_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "gradient": {n: _clone(s.state_dict()) for n, s in sources.items()},
             "counts": counts.as_dict(),
@@ -213,6 +219,7 @@ def _train_locked(
 
     def restore(snap: dict[str, Any]) -> None:
         gen.set_state(snap["generator"])
+        probe_gen.set_state(snap["probe_generator"])
         torch.set_rng_state(snap["torch_rng"])
         for n, s in sources.items():
             if n in snap["gradient"]:
@@ -223,17 +230,17 @@ def _train_locked(
     def gradient_with_drops(windows: Windows, steps: int, snap: dict[str, Any]) -> tuple[torch.Tensor | None, str]:
         """The gradient of the windows whose queries succeed; ``None`` if none do."""
         keep = list(range(len(windows.initial)))
-        after_sampling = gen.get_state()
+        before_probes = probe_gen.get_state()
         while True:
             opt.zero_grad(set_to_none=True)
             try:
                 batch = windows if len(keep) == len(windows.initial) else windows.subset(torch.tensor(keep))
-                return source(steps)(batch, gen), ""
+                return source(steps)(batch, probe_gen), ""
             except QueryFailure as failure:
                 dropped = {m % len(keep) for m in failure.members} if failure.members else set(range(len(keep)))
                 keep = [k for i, k in enumerate(keep) if i not in dropped]
                 counts.add("dropped_members", len(dropped))
-                gen.set_state(after_sampling)  # the redo draws the same random numbers
+                probe_gen.set_state(before_probes)  # the redo draws the same random numbers
                 for n, s in sources.items():  # and starts from the same estimator state
                     if n in snap["gradient"]:
                         s.load_state_dict(_clone(snap["gradient"][n]))
