@@ -29,7 +29,7 @@ import torch
 from sciml_zoo.executors import DaskSolverExecutor
 from sciml_zoo.executors.flaky import make_flaky_solver
 from sciml_zoo.faults import FaultCounts, FaultPolicy, make_query_step
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 RESOLUTION = (16, 16)
 

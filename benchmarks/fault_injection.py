@@ -30,7 +30,7 @@ from sciml_zoo.executors.flaky import FlakySolver
 from sciml_zoo.faults import FaultCounts
 from sciml_zoo.registry import register
 from sciml_zoo.train.config import ModelConfig, TrainConfig
-from solvers.toy_diffusion import make_toy_solver
+from sciml_zoo_solvers.toy_diffusion import make_toy_solver
 
 FAULT_FIELDS = ("timeout_s", "retries", "max_consecutive_failures", "executor")
 RECIPE = DatasetRecipe(

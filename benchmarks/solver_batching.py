@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from solvers.phiflow_wake import make_wake_solver
+from sciml_zoo_solvers.phiflow_wake import make_wake_solver
 
 
 def main() -> None:

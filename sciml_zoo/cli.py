@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from sciml_zoo.errors import SciMLZooError
+from sciml_zoo.registry import SolverTrust, solver_trust
 
 __all__ = ["main"]
 
@@ -150,8 +151,47 @@ def _cmd_diagnose(args: argparse.Namespace) -> None:
     print(table)
 
 
+def _trust_flags() -> argparse.ArgumentParser:
+    """Flags by which the user, not a file being opened, decides what code and programs run."""
+    t = argparse.ArgumentParser(add_help=False)
+    t.add_argument(
+        "--allow-exec",
+        action="store_true",
+        help="trust the dataset/recipe/preset files opened: their solver may be module:factory or a "
+        "script, and their solver options may run programs (external's command, burgers-c's build_dir)",
+    )
+    t.add_argument(
+        "--solver",
+        metavar="NAME",
+        help="use this solver instead of the one the file names: a registered name, module:factory or "
+        "path/to/script.py:factory",
+    )
+    t.add_argument(
+        "--solver-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help='set a solver option (TOML value), e.g. command=\'["./sim", "--fast"]\' (repeatable)',
+    )
+    return t
+
+
+def _solver_trust(args: argparse.Namespace) -> SolverTrust:
+    from sciml_zoo.config_io import parse_override
+
+    options: dict[str, object] = {}
+    for text in getattr(args, "solver_option", None) or []:
+        keys, value = parse_override(text)
+        if len(keys) != 1:
+            raise SciMLZooError(f"--solver-option {text!r}: write KEY=VALUE with a plain key, e.g. build_dir=/tmp/b")
+        options[keys[0]] = value
+    return SolverTrust(
+        allow_exec=bool(getattr(args, "allow_exec", False)), solver=getattr(args, "solver", None), options=options
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sciml-zoo", description=__doc__.splitlines()[0])
+    trust = _trust_flags()
     p.add_argument(
         "--threads",
         type=int,
@@ -161,14 +201,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="generate a reference dataset from a recipe")
-    g.add_argument("recipe", help="recipe name in datasets/ (e.g. wake_quick) or a .toml path")
+    g = sub.add_parser("generate", help="generate a reference dataset from a recipe", parents=[trust])
+    g.add_argument("recipe", help="a built-in recipe name (e.g. wake_quick) or the path of your .toml")
     g.add_argument("--out", help="output .h5 (default data/<name>.h5)")
     g.add_argument("--overwrite", action="store_true")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_cmd_generate)
 
-    t = sub.add_parser("train", help="train one correction network")
+    t = sub.add_parser("train", help="train one correction network", parents=[trust])
     t.add_argument("--config", help="TOML file with [model] and [train] tables (and data = PATH)")
     t.add_argument("--data", help="dataset .h5")
     t.add_argument("--out", required=True, help="run directory")
@@ -196,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="MAE of SRC and trained runs on the test simulations")
+    e = sub.add_parser("evaluate", help="MAE of SRC and trained runs on the test simulations", parents=[trust])
     e.add_argument("--data", required=True)
     e.add_argument("runs", nargs="*", help="run directories")
     e.add_argument("--steps", help="rollout horizon (default: min(100, test frames - 1))")
@@ -204,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write per-step errors as NetCDF")
     e.set_defaults(func=_cmd_evaluate)
 
-    c = sub.add_parser("compare", help="generate, train every method, evaluate: the full table")
+    c = sub.add_parser("compare", help="generate, train every method, evaluate: the full table", parents=[trust])
     c.add_argument("--preset", default="quick", help="quick, paper, or a preset .toml")
     c.add_argument("--out", help="results directory (default results/<preset>)")
     c.add_argument("--methods", nargs="*", help="subset of the preset's method keys")
@@ -224,7 +264,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("solvers", help="list installed solver adapters and their capabilities")
     s.set_defaults(func=_cmd_solvers)
 
-    d = sub.add_parser("diagnose", help="compare ZO gradient estimates: fit residuals, agreement, true gradient")
+    d = sub.add_parser(
+        "diagnose", help="compare ZO gradient estimates: fit residuals, agreement, true gradient", parents=[trust]
+    )
     d.add_argument("--data", required=True)
     d.add_argument("--run", help="run directory whose weights to use (default: fresh init)")
     d.add_argument("--estimators", nargs="*", help="registry names, e.g. identity stencil banded auto")
@@ -249,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        args.func(args)
+        with solver_trust(_solver_trust(args)):
+            args.func(args)
     except SciMLZooError as exc:
         print(f"sciml-zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -16,27 +16,47 @@ A preset is a TOML file (``sciml_zoo/presets/<name>.toml``)::
     [methods.fo-sol]  method = "fo-sol"          # per-method overrides
     [methods.zo-sol]  method = "zo-sol"  estimator = "stencil"
 
-Recipes are looked up in ``$SCIML_ZOO_DATASETS``, ``./datasets`` and the
-``datasets/`` folder of the source checkout.
+Recipe and preset *names* resolve only to the package's own files
+(:data:`RECIPE_DIR`, :data:`PRESET_DIR`); a user's files are used only when
+given as paths (``my_recipe.toml``, ``./presets/mine.toml``), so a ``datasets/``
+folder in the working directory cannot shadow a built-in recipe.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import sciml_zoo
 from sciml_zoo.config_io import apply_overrides, from_dict, load_toml
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.runs import RunConfig
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 
-__all__ = ["Experiment", "load_experiment", "load_run_config", "load_recipe", "find_recipe", "PRESET_DIR"]
+__all__ = [
+    "Experiment",
+    "load_experiment",
+    "load_run_config",
+    "load_recipe",
+    "find_recipe",
+    "PRESET_DIR",
+    "RECIPE_DIR",
+]
 
 PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def _recipe_dir() -> Path:
+    # a wheel ships datasets/*.toml as sciml_zoo/recipes/; an editable install reads the checkout's datasets/
+    installed = Path(sciml_zoo.__file__).parent / "recipes"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "datasets"
+
+
+RECIPE_DIR = _recipe_dir()
+"""The package's own dataset recipes: the only place recipe *names* resolve to."""
 _KEYS = {"dataset", "eval_steps", "model", "train", "methods", "description", "seeds"}
 
 
@@ -73,24 +93,26 @@ class Experiment:
         return [(key, s, replace(cfg, seed=s)) for s in self.seeds for key, cfg in self.methods.items()]
 
 
-def _recipe_dirs() -> list[Path]:
-    dirs = [Path(os.environ["SCIML_ZOO_DATASETS"])] if "SCIML_ZOO_DATASETS" in os.environ else []
-    return [*dirs, Path.cwd() / "datasets", Path(__file__).resolve().parents[1] / "datasets"]
+def _is_path(name: str) -> bool:
+    return name.endswith(".toml") or "/" in name or "\\" in name
 
 
 def find_recipe(name: str, *, relative_to: Path | None = None) -> Path:
-    """Path of recipe ``name``: a file path (tried next to ``relative_to`` first,
-    e.g. the preset's folder), or a name in a datasets/ folder."""
-    p = Path(name)
-    if p.suffix == ".toml":
+    """Path of recipe ``name``: a ``.toml`` path (tried next to ``relative_to`` first,
+    e.g. a user's preset folder), or the name of one of the package's own recipes."""
+    if _is_path(name):
+        p = Path(name).expanduser()
         for candidate in ([relative_to / p] if relative_to is not None else []) + [p]:
             if candidate.is_file():
                 return candidate
-    for d in _recipe_dirs():
-        if (d / f"{name}.toml").is_file():
-            return d / f"{name}.toml"
-    avail = sorted({f.stem for d in _recipe_dirs() if d.is_dir() for f in d.glob("*.toml")})
-    raise ConfigError(f"dataset recipe {name!r} not found; available: {', '.join(avail) or 'none'}")
+        raise ConfigError(f"dataset recipe file {name!r} not found; give an existing .toml path or a recipe name")
+    if name and (RECIPE_DIR / f"{name}.toml").is_file():
+        return RECIPE_DIR / f"{name}.toml"
+    avail = sorted(f.stem for f in RECIPE_DIR.glob("*.toml"))
+    raise ConfigError(
+        f"dataset recipe {name!r} not found; built-in recipes: {', '.join(avail) or 'none'} "
+        "(a recipe of your own: give its path, e.g. ./my_recipe.toml)"
+    )
 
 
 def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
@@ -142,7 +164,7 @@ def load_experiment(
         seeds: train every method at seeds ``0 .. seeds-1`` (overrides the
             preset's ``seeds`` list).
     """
-    path = Path(preset) if preset.endswith(".toml") else PRESET_DIR / f"{preset}.toml"
+    path = Path(preset) if _is_path(preset) else PRESET_DIR / f"{preset}.toml"
     if not path.is_file():
         avail = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
         raise ConfigError(f"preset {preset!r} not found; available presets: {avail}")
@@ -150,7 +172,8 @@ def load_experiment(
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in preset {path}; valid: {sorted(_KEYS)}")
-    recipe = load_recipe(raw.get("dataset", ""), relative_to=path.parent)
+    # a built-in preset names built-in recipes; a user's preset may name a recipe file next to it
+    recipe = load_recipe(str(raw.get("dataset", "")), relative_to=None if path.parent == PRESET_DIR else path.parent)
     model = from_dict(ModelConfig, raw.get("model", {}), where="[model]")
     shared = raw.get("train", {})
     methods_raw = raw.get("methods", {})

@@ -13,17 +13,69 @@ from the dataset recipe) and returns a :class:`~sciml_zoo.solver.Solver`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.solver import Solver
 
-__all__ = ["ENTRY_POINT_GROUP", "available_solvers", "make_solver", "register"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "SolverTrust",
+    "available_solvers",
+    "exec_options",
+    "make_solver",
+    "make_solver_from_file",
+    "register",
+    "solver_trust",
+]
 
 ENTRY_POINT_GROUP = "sciml_zoo.solvers"
 _RUNTIME: dict[str, Callable[..., Solver]] = {}
+
+
+@dataclass(frozen=True)
+class SolverTrust:
+    """What the user allowed on the command line for solvers named by files being opened.
+
+    Attributes:
+        allow_exec: ``--allow-exec``: the user trusts the files opened by this
+            command; their solvers may import code and their options may run programs.
+        solver: ``--solver NAME``: replaces the solver a file names (may be
+            ``module:factory`` or ``path/to/script.py:factory``: the user gave it).
+        options: ``--solver-option KEY=VALUE``: override a file's solver options;
+            given by the user, so they may run programs.
+    """
+
+    allow_exec: bool = False
+    solver: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+_TRUST: ContextVar[SolverTrust | None] = ContextVar("sciml_zoo_solver_trust", default=None)
+
+
+@contextmanager
+def solver_trust(trust: SolverTrust) -> Iterator[SolverTrust]:
+    """Within the block, :func:`make_solver_from_file` follows ``trust`` (set by the CLI)."""
+    token = _TRUST.set(trust)
+    try:
+        yield trust
+    finally:
+        _TRUST.reset(token)
+
+
+def exec_options(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """Options of ``factory`` that run an executable or import code (its ``exec_options`` attribute)."""
+    return tuple(getattr(factory, "exec_options", ()))
 
 
 def register(name: str, factory: Callable[..., Solver]) -> None:
@@ -38,9 +90,56 @@ def available_solvers() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+# top-level module of an optional dependency -> the extra that installs it
+_EXTRAS = {
+    "phi": "phiflow",
+    "phiml": "phiflow",
+    "pde": "pypde",
+    "numba": "pypde",
+    "dask": "dask",
+    "distributed": "dask",
+}
+
+
+def _names_code(name: str) -> bool:
+    return ":" in name
+
+
+def _load_code(name: str) -> Callable[..., Solver]:
+    """``module:factory`` or ``path/to/script.py:factory``: import it and return the factory."""
+    target, _, attr = name.rpartition(":")
+    if not target or not attr.isidentifier():
+        raise ConfigError(f"solver {name!r}: write module:factory or path/to/script.py:factory")
+    if target.endswith(".py"):
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"solver {name!r}: script {str(path)!r} not found; give its path")
+        mod_name = f"_sciml_zoo_script_{path.stem}_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"solver {name!r}: cannot import {str(path)!r} as a Python script")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"solver {name!r}: importing {str(path)!r} failed ({exc})") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ConfigError(f"solver {name!r}: cannot import module {target!r} ({exc})") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"solver {name!r}: {target!r} has no callable {attr!r}")
+    return factory
+
+
 def _load(name: str) -> Callable[..., Solver]:
     if name in _RUNTIME:
         return _RUNTIME[name]
+    if _names_code(name):
+        return _load_code(name)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             try:
@@ -58,9 +157,58 @@ def _load(name: str) -> Callable[..., Solver]:
 
 
 def make_solver(name: str, **options: Any) -> Solver:
-    """Build the solver registered as ``name`` with recipe ``options``."""
+    """Build the solver registered as ``name`` (or ``module:factory``) with ``options``.
+
+    For callers that hold the options themselves (Python code, tests). Options
+    read from a file being opened go through :func:`make_solver_from_file`.
+    """
+    return _build(name, _load(name), options)
+
+
+def make_solver_from_file(name: str, options: Mapping[str, Any], *, origin: str) -> Solver:
+    """Build a solver named by a file (dataset attribute, recipe, preset), refusing what runs code.
+
+    A file may name only registered solvers, and may not set a factory's
+    ``exec_options`` (a command, a build directory): those run programs. The
+    user lifts this on the command line (:class:`SolverTrust`): ``--allow-exec``
+    trusts the files, ``--solver`` replaces the name, ``--solver-option``
+    supplies an option.
+
+    Args:
+        name: the solver the file names.
+        options: the file's factory options.
+        origin: the file, for the message (e.g. ``"dataset 'data/x.h5'"``).
+
+    Raises:
+        ConfigError: one line naming the file, the solver or option, and the fix.
+    """
+    trust = _TRUST.get() or SolverTrust()
+    if trust.solver:
+        name = trust.solver
+    elif _names_code(name) and not trust.allow_exec:
+        raise ConfigError(
+            f"{origin} names solver {name!r}, which imports code; a file being opened may name only "
+            f"registered solvers (`sciml-zoo solvers`) — pass --solver {name} or --allow-exec if you trust it"
+        )
     factory = _load(name)
+    user = dict(trust.options)
+    from_file = sorted(k for k in exec_options(factory) if k in options and k not in user)
+    if from_file and not trust.allow_exec:
+        keys = ", ".join(from_file)
+        raise ConfigError(
+            f"{origin} sets solver option(s) {keys} of {name!r}, which run a program; a file being opened "
+            f"may not — pass --solver-option {from_file[0]}=VALUE yourself, or --allow-exec if you trust it"
+        )
+    return _build(name, factory, {**options, **user})
+
+
+def _build(name: str, factory: Callable[..., Solver], options: Mapping[str, Any]) -> Solver:
     try:
         return factory(**options)
+    except ImportError as exc:  # an adapter importing its simulator lazily
+        raise ConfigError(
+            f"solver {name!r} needs a package that is not installed ({exc}); install its extra, "
+            f"e.g. pip install 'sciml-zoo[{_EXTRAS.get((exc.name or '').split('.')[0], 'all')}]'"
+        ) from exc
     except TypeError as exc:
         raise ConfigError(f"bad options for solver {name!r}: {exc}") from exc

@@ -4,7 +4,7 @@
 (``$CC``, else ``cc``, ``gcc`` or ``clang`` found on ``PATH``) into a cache
 directory; the binary's name carries a hash of the source, compiler and flags,
 so an edited source is rebuilt and an unchanged one is compiled once.
-:func:`make_burgers_c_solver` returns the :class:`~solvers.external.ExternalSolver`
+:func:`make_burgers_c_solver` returns the :class:`~sciml_zoo_solvers.external.ExternalSolver`
 around it, with initial conditions and downsampling for dataset generation.
 
 The scene: 2D viscous Burgers (u, v) on the periodic square ``[0, 2*pi)^2``,
@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import SolverError
-from solvers.external import ExternalSolver
+
+from .external import ExternalSolver
 
 __all__ = ["BurgersCSolver", "build_example_solver", "example_source", "make_burgers_c_solver"]
 
@@ -113,7 +114,7 @@ class BurgersCSolver(ExternalSolver):
         cfl: sub-step safety factor passed to the program (< 1).
         amplitude: max |velocity| of :meth:`initial_state`.
         max_wavenumber: highest Fourier mode (per axis) of :meth:`initial_state`.
-        mode, timeout_s: see :class:`~solvers.external.ExternalSolver`.
+        mode, timeout_s: see :class:`~sciml_zoo_solvers.external.ExternalSolver`.
         fault: test hook passed as ``--fault`` (e.g. ``"hang-after=3"``).
     """
 
@@ -205,3 +206,7 @@ def make_burgers_c_solver(
     ``dt=0.1``. ``options`` go to :class:`BurgersCSolver`.
     """
     return BurgersCSolver(executable=build_example_solver(build_dir), resolution=resolution, **options)
+
+
+# a file being opened may not name the directory: a binary planted there would be run
+make_burgers_c_solver.exec_options = ("build_dir",)  # type: ignore[attr-defined]

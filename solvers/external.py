@@ -484,3 +484,7 @@ def make_external_solver(
 ) -> ExternalSolver:
     """Registry factory for :class:`ExternalSolver` (options: channels, param_names, name, ...)."""
     return ExternalSolver(command=command, resolution=resolution, mode=mode, timeout_s=timeout_s, **options)
+
+
+# a file being opened (dataset, recipe, preset) may not set these: they choose the program run (env: LD_PRELOAD)
+make_external_solver.exec_options = ("command", "cwd", "env")  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ from torch import Tensor
 from sciml_zoo.errors import SolverError
 from sciml_zoo.registry import make_solver, register
 from sciml_zoo.testing import check_adapter
-from solvers.c_build import build_example_solver, make_burgers_c_solver
-from solvers.pypde_cahn_hilliard import make_cahn_hilliard_solver
-from solvers.toy_diffusion import ToyDiffusion, make_toy_solver
+from sciml_zoo_solvers.c_build import build_example_solver, make_burgers_c_solver
+from sciml_zoo_solvers.pypde_cahn_hilliard import make_cahn_hilliard_solver
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion, make_toy_solver
 
 K = torch.tensor([[0.01], [0.02]])
 
@@ -50,7 +50,7 @@ def test_ks_passes_through_the_registry() -> None:
 
 
 def test_phiflow_wake_passes_with_its_staggered_restriction() -> None:
-    from solvers.phiflow_wake import make_wake_solver
+    from sciml_zoo_solvers.phiflow_wake import make_wake_solver
 
     report = check_adapter(make_wake_solver(resolution=(16, 32)), params=torch.tensor([[200.0], [400.0]]))
     assert report.ok and any(p.startswith("restrict(state, resolution)") for p in report.passed)

@@ -11,7 +11,7 @@ import torch
 
 from sciml_zoo.cli import main
 from sciml_zoo.registry import register
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 ASSETS = Path(__file__).parent / "assets"
 

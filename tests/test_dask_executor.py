@@ -16,7 +16,7 @@ from sciml_zoo.faults import FaultCounts, FaultPolicy, GuardedStep, make_query_s
 from sciml_zoo.solver import black_box
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.loop import RunConfig, train
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 OPTIONS = {"resolution": (8, 6)}
 

@@ -43,7 +43,7 @@ def test_frames_are_the_downsampled_reference_run(toy_dataset, toy_recipe):
 
 
 def test_interrupted_generation_resumes_to_the_same_file(tmp_path, toy_recipe, toy_dataset, monkeypatch):
-    from solvers.toy_diffusion import ToyDiffusion
+    from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
     original = ToyDiffusion.step
     calls = {"n": 0}

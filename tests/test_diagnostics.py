@@ -50,7 +50,7 @@ def test_option_syntax_and_validation_before_any_query():
 
 
 def test_fit_residual_ranks_estimators_on_a_black_box():
-    from solvers.toy_diffusion import ToyDiffusion
+    from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
     solver = BlackBox(ToyDiffusion(resolution=(10, 10)))
     params = torch.tensor([[0.05], [0.2]], dtype=torch.float64)

@@ -15,7 +15,7 @@ from sciml_zoo.executors import (
     make_parallel_step,
 )
 from sciml_zoo.solver import black_box
-from solvers.toy_diffusion import ToyDiffusion, make_toy_solver
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion, make_toy_solver
 
 torch.set_num_threads(1)
 

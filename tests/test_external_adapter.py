@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from sciml_zoo.errors import SolverError
-from solvers.c_build import build_example_solver, make_burgers_c_solver
-from solvers.external import ExternalSolver, make_external_solver, pack_message, unpack_header
+from sciml_zoo_solvers.c_build import build_example_solver, make_burgers_c_solver
+from sciml_zoo_solvers.external import ExternalSolver, make_external_solver, pack_message, unpack_header
 
 RES = (16, 16)
 NU = torch.tensor([[0.01], [0.05]])

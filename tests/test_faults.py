@@ -14,7 +14,7 @@ from sciml_zoo.errors import ConfigError, QueryFailure, SolverError
 from sciml_zoo.executors.flaky import FlakySolver
 from sciml_zoo.faults import FaultCounts, FaultPolicy, guarded, make_query_step
 from sciml_zoo.solver import black_box
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 OPTIONS = {"resolution": (8, 6)}
 

@@ -14,7 +14,7 @@ import torch
 
 from sciml_zoo.executors import QueryTimeout
 from sciml_zoo.faults import FaultCounts, FaultPolicy, make_query_step
-from solvers.c_build import build_example_solver, make_burgers_c_solver
+from sciml_zoo_solvers.c_build import build_example_solver, make_burgers_c_solver
 
 RES = (16, 16)
 

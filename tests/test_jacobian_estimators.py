@@ -24,7 +24,7 @@ from sciml_zoo.estimators import (
 from sciml_zoo.provenance import to_jsonable
 from sciml_zoo.solver import StepCounter
 from sciml_zoo.train.config import TrainConfig
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 torch.set_num_threads(1)
 F64 = torch.float64

@@ -9,7 +9,7 @@ import torch
 
 from sciml_zoo.solver import black_box, differentiable
 from sciml_zoo.testing import check_adapter
-from solvers.ks import etdrk4_coefficients, make_ks_solver
+from sciml_zoo_solvers.ks import etdrk4_coefficients, make_ks_solver
 
 L22 = 22 * math.pi
 NO_PARAMS = torch.zeros(2, 0)

@@ -8,7 +8,7 @@ import torch
 
 from sciml_zoo import black_box, differentiable
 from sciml_zoo.metrics import mae
-from solvers.phiflow_wake import WakeFlow, make_wake_solver
+from sciml_zoo_solvers.phiflow_wake import WakeFlow, make_wake_solver
 
 pytest.importorskip("phi")
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from solvers.pypde_cahn_hilliard import make_cahn_hilliard_solver
+from sciml_zoo_solvers.pypde_cahn_hilliard import make_cahn_hilliard_solver
 
 SMALL = {"resolution": (16, 16), "length": 16.0, "dt": 0.05, "backend": "numpy"}
 GAMMA = torch.tensor([[0.5], [1.0]])
@@ -32,7 +32,8 @@ def numba_solver():
 
 def test_importing_solvers_does_not_import_pypde() -> None:
     code = (
-        "import sys, solvers, solvers.pypde_cahn_hilliard, solvers.external, solvers.c_build;"
+        "import sys, sciml_zoo_solvers, sciml_zoo_solvers.pypde_cahn_hilliard, sciml_zoo_solvers.external, "
+        "sciml_zoo_solvers.c_build;"
         "assert 'pde' not in sys.modules and 'numba' not in sys.modules, 'eager import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

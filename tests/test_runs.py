@@ -18,7 +18,7 @@ from sciml_zoo.registry import _RUNTIME, register
 from sciml_zoo.runs import RunConfig, clean_stale_temp_files, load_checkpoint, run_lock
 from sciml_zoo.train.config import ModelConfig, TrainConfig, curriculum_stages
 from sciml_zoo.train.loop import train
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 SMALL = ModelConfig(width=8, kernel_size=3)
 

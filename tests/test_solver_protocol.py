@@ -8,7 +8,7 @@ import torch
 from sciml_zoo import SolverError, StepCounter, black_box, check_state, counting, differentiable
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.solver import block_average, spatial_dims
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 
 def _setup():

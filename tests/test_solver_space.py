@@ -24,7 +24,7 @@ from sciml_zoo.estimators import (
 )
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.solver import StepCounter, black_box
-from solvers.toy_diffusion import ToyDiffusion
+from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 torch.set_num_threads(1)
 

@@ -60,7 +60,7 @@ def test_batched_loss_equals_one_rollout_per_query(setup, names, reuse):
 
 
 def _assert_black_box(monkeypatch):
-    from solvers.toy_diffusion import ToyDiffusion
+    from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
     original = ToyDiffusion.step
 

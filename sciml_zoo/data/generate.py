@@ -23,7 +23,7 @@ from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.data.store import write_dataset
 from sciml_zoo.errors import DataError
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable
-from sciml_zoo.registry import make_solver
+from sciml_zoo.registry import make_solver_from_file
 from sciml_zoo.solver import check_state
 
 __all__ = ["generate_dataset", "partial_path"]
@@ -91,8 +91,9 @@ def generate_dataset(
     out = Path(out)
     if out.is_file() and not overwrite:
         return out
-    fine_solver = make_solver(recipe.solver, **recipe.solver_kwargs("reference"))
-    coarse_solver = make_solver(recipe.solver, **recipe.solver_kwargs("source"))
+    origin = f"recipe {recipe.name!r}"  # a file: no solver options that run programs unless the user allows
+    fine_solver = make_solver_from_file(recipe.solver, recipe.solver_kwargs("reference"), origin=origin)
+    coarse_solver = make_solver_from_file(recipe.solver, recipe.solver_kwargs("source"), origin=origin)
     params = torch.tensor(recipe.train_params + recipe.test_params, dtype=torch.float32)
     split = ["train"] * len(recipe.train_params) + ["test"] * len(recipe.test_params)
     key = json.dumps(to_jsonable(recipe), sort_keys=True)

@@ -20,7 +20,7 @@ from sciml_zoo.config_io import from_dict
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.data.store import open_dataset
 from sciml_zoo.errors import DataError
-from sciml_zoo.registry import make_solver
+from sciml_zoo.registry import make_solver_from_file
 from sciml_zoo.solver import Solver
 
 __all__ = [
@@ -149,5 +149,10 @@ load_training_data = load_dataset
 
 
 def source_solver(data: Dataset) -> Solver:
-    """The low-fidelity solver the dataset was made for."""
-    return make_solver(data.recipe.solver, **data.recipe.solver_kwargs("source"))
+    """The low-fidelity solver the dataset was made for.
+
+    The dataset is a file being opened: it may name only registered solvers and
+    set no option that runs a program (see :func:`~sciml_zoo.registry.make_solver_from_file`).
+    """
+    origin = f"dataset {str(data.attrs.get('path', data.recipe.name))!r}"
+    return make_solver_from_file(data.recipe.solver, data.recipe.solver_kwargs("source"), origin=origin)
