@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from sciml_zoo.errors import SciMLZooError
 from sciml_zoo.registry import SolverTrust, solver_trust
@@ -25,6 +27,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.recipe)
     out = Path(args.out or f"data/{recipe.name}.h5")
+    _check_writable_dir(out.parent, f"--out {str(out)!r}")
     path = generate_dataset(recipe, out, progress=not args.quiet, overwrite=args.overwrite)
     print(f"dataset written: {path}")
 
@@ -83,7 +86,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         runs[label] = run
         summaries[label] = [summary] if summary else []
     steps = default_steps(data) if args.steps is None else _positive_int(args.steps, "--steps")
-    errors, _ = evaluate_methods(data, runs, steps=steps, device=args.device)
+    errors, _ = evaluate_methods(data, runs, steps=steps, device=_device(args.device))
     print(format_table(comparison_rows(errors, list(runs), summaries)))
     if args.out:
         try:
@@ -93,6 +96,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             raise SciMLZooError(
                 f"cannot write --out {args.out!r} ({exc.strerror or exc}); choose another path"
             ) from None
+
+
+def _check_writable_dir(folder: Path, what: str) -> None:
+    """Create ``folder`` and try a file in it, so an unwritable output is one line before any work."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SciMLZooError(f"cannot write {what}: {str(blocker)!r} is a file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SciMLZooError(
+            f"cannot write {what}: folder {str(folder)!r} is not writable ({exc.strerror or exc}); choose another path"
+        ) from None
+
+
+def _device(text: str, flag: str = "--device") -> str:
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise SciMLZooError(f"{flag} {text!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    return text
 
 
 def _positive_int(text: str, flag: str) -> int:
@@ -105,11 +133,18 @@ def _positive_int(text: str, flag: str) -> int:
     return value
 
 
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SciMLZooError(f"{flag} must be an integer, got {text!r}; e.g. {flag} 0") from None
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     from sciml_zoo.compare import run_comparison
     from sciml_zoo.experiment import load_experiment
 
-    overrides = list(args.set or []) + ([f"train.device={args.device}"] if args.device else [])
+    overrides = list(args.set or []) + ([f"train.device={_device(args.device)}"] if args.device else [])
     seeds = None if args.seeds is None else _positive_int(args.seeds, "--seeds")
     exp = load_experiment(args.preset, overrides=overrides, only=args.methods, seeds=seeds)
     out = Path(args.out or f"results/{exp.name}")
@@ -124,12 +159,16 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _cmd_solvers(args: argparse.Namespace) -> None:
-    from sciml_zoo.registry import available_solvers, make_solver
+    from sciml_zoo.registry import available_solvers, make_solver, required_options
 
     for name, where in available_solvers().items():
         try:
-            caps = make_solver(name).capabilities
-            flags = f"differentiable={caps.differentiable} batched={caps.batched}"
+            needs = required_options(name)
+            if needs:  # e.g. external: no defaults to build it with, and that is not an error
+                flags = f"needs options: {', '.join(needs)}"
+            else:
+                caps = make_solver(name).capabilities
+                flags = f"differentiable={caps.differentiable} batched={caps.batched}"
         except Exception as exc:  # report, don't crash the listing
             flags = f"unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
         print(f"{name:22s} {flags:42s} {where}")
@@ -143,17 +182,24 @@ def _cmd_diagnose(args: argparse.Namespace) -> None:
         run=args.run,
         estimators=args.estimators,
         estimator_options=args.estimator_option or [],
-        unroll=args.unroll,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        repeats=args.repeats,
+        unroll=_positive_int(args.unroll, "--unroll"),
+        batch_size=_positive_int(args.batch_size, "--batch-size"),
+        seed=_int(args.seed, "--seed"),
+        repeats=_positive_int(args.repeats, "--repeats"),
     )
     print(table)
 
 
-def _trust_flags() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit 2) like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _trust_flags() -> _Parser:
     """Flags by which the user, not a file being opened, decides what code and programs run."""
-    t = argparse.ArgumentParser(add_help=False)
+    t = _Parser(add_help=False)
     t.add_argument(
         "--allow-exec",
         action="store_true",
@@ -190,7 +236,7 @@ def _solver_trust(args: argparse.Namespace) -> SolverTrust:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sciml-zoo", description=__doc__.splitlines()[0])
+    p = _Parser(prog="sciml-zoo", description=__doc__.splitlines()[0])
     trust = _trust_flags()
     p.add_argument(
         "--threads",
@@ -276,10 +322,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME.KEY=VALUE",
         help="an estimator option with the config's keys, e.g. stencil.kernel_size=3 (repeatable)",
     )
-    d.add_argument("--unroll", type=int, default=4)
-    d.add_argument("--batch-size", dest="batch_size", type=int, default=3)
-    d.add_argument("--repeats", type=int, default=1)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--unroll", default="4")
+    d.add_argument("--batch-size", dest="batch_size", default="3")
+    d.add_argument("--repeats", default="1")
+    d.add_argument("--seed", default="0")
     d.set_defaults(func=_cmd_diagnose)
     return p
 

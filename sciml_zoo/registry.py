@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ __all__ = [
     "make_solver",
     "make_solver_from_file",
     "register",
+    "required_options",
     "solver_trust",
 ]
 
@@ -154,6 +156,16 @@ def _load(name: str) -> Callable[..., Solver]:
         f"unknown solver {name!r}; installed solvers: {names} "
         "(see `sciml-zoo solvers`, or reinstall with pip install -e .)"
     )
+
+
+def required_options(name: str) -> tuple[str, ...]:
+    """Options the factory of solver ``name`` cannot do without (no default), e.g. ``("command", "resolution")``."""
+    try:
+        params = inspect.signature(_load(name)).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
 def make_solver(name: str, **options: Any) -> Solver:

@@ -166,7 +166,14 @@ class SolverBase:
         return {"name": self.name, "state_shape": list(self.state_shape)}
 
 
-def check_state(state: Any, expected_shape: tuple[int, ...], *, who: str, batch: int | None = None) -> Tensor:
+def check_state(
+    state: Any,
+    expected_shape: tuple[int, ...],
+    *,
+    who: str,
+    batch: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """Validate a state returned by an adapter; raise :class:`SolverError` if bad.
 
     Args:
@@ -174,6 +181,7 @@ def check_state(state: Any, expected_shape: tuple[int, ...], *, who: str, batch:
         expected_shape: per-sample shape ``(C, *spatial)``.
         who: name of the adapter and call, used in the message.
         batch: expected batch size, if known.
+        dtype: the input state's dtype, if known: the output must keep it.
     """
     if not isinstance(state, Tensor):
         raise SolverError(
@@ -188,6 +196,11 @@ def check_state(state: Any, expected_shape: tuple[int, ...], *, who: str, batch:
         )
     if not torch.is_floating_point(state):
         raise SolverError(f"{who} returned dtype {state.dtype}; states must be floating point")
+    if dtype is not None and state.dtype != dtype:
+        raise SolverError(
+            f"{who} returned dtype {state.dtype} for a {dtype} state; return the input's dtype, "
+            "e.g. torch.from_numpy(x).to(state.dtype)"
+        )
     if not bool(torch.isfinite(state).all()):
         bad = (~torch.isfinite(state)).flatten(1).any(1).nonzero().flatten().tolist()
         raise SolverError(
@@ -209,7 +222,9 @@ class _BlackBoxStep:
         with torch.no_grad():
             out = self.solver.step(state.detach(), params.detach())
         if self.validate:
-            check_state(out, self.solver.state_shape, who=f"{self.solver.name}.step", batch=len(state))
+            check_state(
+                out, self.solver.state_shape, who=f"{self.solver.name}.step", batch=len(state), dtype=state.dtype
+            )
         # a fresh leaf: nothing upstream can receive a gradient through it
         return out.detach()
 
@@ -240,7 +255,7 @@ def differentiable(solver: Solver, *, validate: bool = True) -> StepFn:
     def step(state: Tensor, params: Tensor) -> Tensor:
         out = solver.step(state, params)
         if validate:
-            check_state(out, solver.state_shape, who=f"{solver.name}.step", batch=len(state))
+            check_state(out, solver.state_shape, who=f"{solver.name}.step", batch=len(state), dtype=state.dtype)
         return out
 
     step.__name__ = f"differentiable({solver.name})"

@@ -145,7 +145,7 @@ def check_adapter(
         try:
             x_before = x.clone()
             out = solver.step(x, params)
-            check_state(out, shape, who=f"{name}.step", batch=2)
+            check_state(out, shape, who=f"{name}.step", batch=2, dtype=x.dtype)
         except Exception as exc:  # noqa: BLE001
             report.failures.append(f"step: raised {type(exc).__name__}: {exc}")
             return _finish(report, raise_on_failure)

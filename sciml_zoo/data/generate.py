@@ -127,7 +127,7 @@ def generate_dataset(
     try:
         with torch.no_grad():
             while step < total:
-                fine = check_state(fine_solver.step(fine, params), fine_solver.state_shape, who=who)
+                fine = check_state(fine_solver.step(fine, params), fine_solver.state_shape, who=who, dtype=fine.dtype)
                 step += 1
                 if step >= recipe.warmup_steps:
                     keep(fine)

@@ -241,7 +241,7 @@ def make_parallel_step(solver: Solver, executor: SolverExecutor) -> StepFn:
     def step(state: Tensor, params: Tensor) -> Tensor:
         with torch.no_grad():
             out = executor.evaluate(solver, state.detach(), params.detach())
-        check_state(out, solver.state_shape, who=f"{name}.step", batch=len(state))
+        check_state(out, solver.state_shape, who=f"{name}.step", batch=len(state), dtype=state.dtype)
         return out.detach().to(state.device)
 
     step.__name__ = f"parallel({name}, {type(executor).__name__})"
