@@ -140,7 +140,7 @@ def _int(text: str, flag: str) -> int:
         raise SciMLZooError(f"{flag} must be an integer, got {text!r}; e.g. {flag} 0") from None
 
 
-def _cmd_compare(args: argparse.Namespace) -> None:
+def _cmd_compare(args: argparse.Namespace) -> int:
     from sciml_zoo.compare import run_comparison
     from sciml_zoo.experiment import load_experiment
 
@@ -156,6 +156,15 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     for label, reason in record["failed"].items():
         print(f"{label}: {reason}", file=sys.stderr)
     print(f"\nwall-clock {time.perf_counter() - t0:.0f} s; results in {out}/")
+    failed = [label for label, reason in record["failed"].items() if not reason.startswith("n/a")]
+    if failed:  # the table of the others is printed and saved; the exit status still says something failed
+        print(
+            f"sciml-zoo compare: error: {len(failed)} method(s) failed: {', '.join(failed)} (reasons above); "
+            "fix them and rerun (finished methods are reused)",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
 
 
 def _cmd_solvers(args: argparse.Namespace) -> None:
@@ -338,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         with solver_trust(_solver_trust(args)):
-            args.func(args)
+            status = args.func(args)  # None: success; an int: the command's own exit status
     except SciMLZooError as exc:
         print(f"sciml-zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + exc.signum if isinstance(exc, Interrupted) else 130
-    return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

@@ -144,3 +144,14 @@ def test_float64_adapter_is_named_at_the_step_boundary(paths, method, monkeypatc
     assert main([*argv, "--iterations", "1"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "f64-toy.step returned dtype torch.float64 for a torch.float32 state" in err[0], err
+
+
+def test_compare_with_a_failed_method_prints_the_others_and_exits_2(tmp_path, capsys) -> None:
+    preset = str(ASSETS / "toy_preset.toml")
+    sets = ["train.iterations=4", "eval_steps=5", "methods.fo-sol.lr=1e30", "methods.fo-sol.optimizer=SGD"]
+    sets += ["methods.fo-sol.method=non", "methods.fo-sol.checkpoint_every=1"]
+    argv = ["compare", "--preset", preset, "--out", str(tmp_path / "c"), "--quiet"]
+    assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 2
+    out, err = capsys.readouterr()
+    assert "| NON (non) |" in out and "| NON (fo-sol) | failed: " in out
+    assert "1 method(s) failed: NON (fo-sol)" in err.splitlines()[-1]
