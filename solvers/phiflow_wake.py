@@ -23,6 +23,7 @@ adding fields (which would add boundary conditions).
 
 from __future__ import annotations
 
+import importlib.util
 import math as pymath
 import warnings
 from functools import cached_property
@@ -31,7 +32,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sciml_zoo.errors import SolverError
 from sciml_zoo.solver import Capabilities, SolverBase
+
+
+def _require_phiflow() -> None:
+    """One line naming the extra, instead of ``ModuleNotFoundError: No module named 'phi'``."""
+    if importlib.util.find_spec("phi") is None:
+        raise SolverError("the phiflow-wake solver needs PhiFlow; install it with pip install 'sciml-zoo[phiflow]'")
+
 
 __all__ = ["WakeFlow", "make_wake_solver", "DOMAIN", "CYLINDER"]
 
@@ -80,6 +89,7 @@ class WakeFlow(SolverBase):
     # -- PhiFlow objects, built lazily -------------------------------------------------
     @cached_property
     def _phi(self) -> dict[str, Any]:
+        _require_phiflow()
         import phi.torch  # noqa: F401  (registers the torch backend)
         from phi import geom
         from phi import math as pm
@@ -296,6 +306,7 @@ def make_wake_solver(
     jit: bool = True,
 ) -> WakeFlow:
     """Registry factory: the wake flow at ``resolution`` = ``(nx, ny)``."""
+    _require_phiflow()  # fail when the solver is named, before any data is generated
     return WakeFlow(
         resolution=tuple(resolution),  # type: ignore[arg-type]
         dt=dt,

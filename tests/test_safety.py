@@ -176,3 +176,14 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(registry._RUNTIME, "needs-phi", factory)
     with pytest.raises(ConfigError, match=r"pip install 'sciml-zoo\[phiflow\]'"):
         make_solver("needs-phi")
+
+
+def test_wake_without_phiflow_names_the_extra(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "phi" else real(name, *a))
+    from sciml_zoo.errors import SciMLZooError
+
+    with pytest.raises(SciMLZooError, match=r"needs PhiFlow; install it with pip install 'sciml-zoo\[phiflow\]'"):
+        make_solver("phiflow-wake", resolution=(8, 16))
