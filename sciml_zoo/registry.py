@@ -37,6 +37,7 @@ __all__ = [
     "make_solver_from_file",
     "register",
     "required_options",
+    "resolve_file_solver",
     "solver_trust",
 ]
 
@@ -194,6 +195,16 @@ def make_solver_from_file(name: str, options: Mapping[str, Any], *, origin: str)
     Raises:
         ConfigError: one line naming the file, the solver or option, and the fix.
     """
+    name, merged = resolve_file_solver(name, options, origin=origin)
+    return _build(name, _load(name), merged)
+
+
+def resolve_file_solver(name: str, options: Mapping[str, Any], *, origin: str) -> tuple[str, dict[str, Any]]:
+    """The solver name and options to build for a file's ``(name, options)``, after the user's
+    ``--solver``/``--solver-option`` and the checks of :func:`make_solver_from_file`.
+
+    Worker processes get this spec, never the file's raw one.
+    """
     trust = _TRUST.get() or SolverTrust()
     if trust.solver:
         name = trust.solver
@@ -211,7 +222,7 @@ def make_solver_from_file(name: str, options: Mapping[str, Any], *, origin: str)
             f"{origin} sets solver option(s) {keys} of {name!r}, which run a program; a file being opened "
             f"may not — pass --solver-option {from_file[0]}=VALUE yourself, or --allow-exec if you trust it"
         )
-    return _build(name, factory, {**options, **user})
+    return name, {**options, **user}
 
 
 def _build(name: str, factory: Callable[..., Solver], options: Mapping[str, Any]) -> Solver:

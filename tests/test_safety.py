@@ -187,3 +187,29 @@ def test_wake_without_phiflow_names_the_extra(monkeypatch) -> None:
 
     with pytest.raises(SciMLZooError, match=r"needs PhiFlow; install it with pip install 'sciml-zoo\[phiflow\]'"):
         make_solver("phiflow-wake", resolution=(8, 16))
+
+
+def test_worker_processes_get_the_checked_spec_not_the_files(monkeypatch) -> None:
+    """Process/Dask workers build the solver from the parent's resolved spec: the user's options win,
+    and a file's program-running option is refused there too."""
+    from sciml_zoo import faults
+    from sciml_zoo.faults import FaultCounts
+    from sciml_zoo.train.config import TrainConfig
+    from sciml_zoo.train.queries import make_query_step
+
+    calls: list[dict] = []
+    monkeypatch.setitem(registry._RUNTIME, "fake-exec", _fake_exec_factory(calls))
+    seen: list[tuple] = []
+    monkeypatch.setattr(faults, "make_query_step", lambda solver, **kw: seen.append(kw["solver_spec"]))
+    solver = make_toy_solver(resolution=(8, 8))
+    cfg = TrainConfig(method="zo-sol", executor="process", workers=1)
+    spec = ("fake-exec", {"command": ["./evil"], "resolution": (8, 8)})
+
+    class _Counts:
+        inner = FaultCounts()
+
+    with pytest.raises(ConfigError, match="sets solver option"):
+        make_query_step(cfg, solver, spec, _Counts())  # type: ignore[arg-type]
+    with solver_trust(SolverTrust(options={"command": ["./mine"]})):
+        make_query_step(cfg, solver, spec, _Counts())  # type: ignore[arg-type]
+    assert seen == [("fake-exec", {"command": ["./mine"], "resolution": (8, 8)})]

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from sciml_zoo import faults
 from sciml_zoo.nn import CorrectionNet
+from sciml_zoo.registry import resolve_file_solver
 from sciml_zoo.solver import Solver, StepCounter
 from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.gradients import make_gradient
@@ -65,6 +66,9 @@ def make_query_step(
     kind = cfg.executor
     if kind == "local" and cfg.workers > 0 and not solver.capabilities.batched:
         kind = "process"
+    # workers build the solver from this spec: the same name and options as the parent's, after the
+    # user's --solver/--solver-option and the refusal of program-running options named by the dataset
+    spec = resolve_file_solver(spec[0], spec[1], origin=f"dataset (solver {spec[0]!r})")
     policy = faults.FaultPolicy(
         timeout_s=cfg.timeout_s, retries=cfg.retries, max_consecutive_failures=cfg.max_consecutive_failures
     )
