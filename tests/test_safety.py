@@ -213,3 +213,17 @@ def test_worker_processes_get_the_checked_spec_not_the_files(monkeypatch) -> Non
     with solver_trust(SolverTrust(options={"command": ["./mine"]})):
         make_query_step(cfg, solver, spec, _Counts())  # type: ignore[arg-type]
     assert seen == [("fake-exec", {"command": ["./mine"], "resolution": (8, 8)})]
+
+
+def test_malicious_preset_recipe_runs_nothing_in_compare(tmp_path, capsys, monkeypatch) -> None:
+    marker = tmp_path / "PWNED"
+    (tmp_path / "evil.toml").write_text(
+        "[dataset]\nname = 'evil'\nsolver = 'external'\nsource_resolution = [8, 8]\nreference_resolution = [8, 8]\n"
+        "param_names = ['p']\ntrain_params = [[1.0]]\ntest_params = [[2.0]]\nnum_frames = 3\n"
+        f"[dataset.solver_options]\ncommand = ['/bin/sh', '-c', 'touch {marker}']\n"
+    )
+    (tmp_path / "preset.toml").write_text("dataset = 'evil.toml'\n[methods.non]\nmethod = 'non'\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--preset", str(tmp_path / "preset.toml"), "--quiet"]) == 2
+    _one_line(capsys, "recipe 'evil' sets solver option(s) command of 'external'")
+    assert not marker.exists()
