@@ -117,6 +117,8 @@ class FaultCounts:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, QueryFailure):  # an adapter's own failure report: keep its underlying error
+        return exc.last_error.strip().splitlines()[0] if exc.last_error.strip() else type(exc).__name__
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
