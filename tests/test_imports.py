@@ -88,6 +88,21 @@ def test_every_module_imports_alone_in_a_forked_child():
     assert not failed, "modules that fail to import alone:\n" + "\n".join(f"{k}:\n{v}" for k, v in failed.items())
 
 
+def _loaded_after(module: str) -> list[str]:
+    """In a forked child: the ``sciml_zoo`` modules that importing ``module`` alone loads."""
+    for name in [n for n in sys.modules if n == "sciml_zoo" or n.startswith("sciml_zoo.")]:
+        del sys.modules[name]
+    importlib.import_module(module)
+    return sorted(n for n in sys.modules if n.startswith("sciml_zoo."))
+
+
+@pytest.mark.parametrize("module", ["sciml_zoo.evaluate", "sciml_zoo.diagnostics"])
+def test_evaluation_and_diagnostics_do_not_import_the_training_loop(module):
+    with multiprocessing.get_context("fork").Pool(processes=1, maxtasksperchild=1) as pool:
+        loaded = pool.apply(_loaded_after, (module,))
+    assert "sciml_zoo.train.loop" not in loaded, f"{module} imports the training loop (data: sciml_zoo.data.loading)"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("module", _modules())
 def test_every_module_imports_alone_in_a_fresh_interpreter(module):
