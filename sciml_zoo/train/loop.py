@@ -55,7 +55,7 @@ from sciml_zoo.train.interrupts import interruptible
 from sciml_zoo.train.objective import Windows, WindowSampler
 from sciml_zoo.train.queries import FaultCounts, make_gradient_source, make_query_step, on_device
 
-__all__ = ["train", "RunConfig"]
+__all__ = ["train"]
 
 
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[Any, Any]:
