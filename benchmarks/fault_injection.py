@@ -86,13 +86,15 @@ def main() -> None:
     args = parser.parse_args()
     _check_interface()
 
+    from sciml_zoo.data.loading import load_dataset
     from sciml_zoo.evaluate import evaluate_methods
-    from sciml_zoo.train.loop import RunConfig, load_training_data, train
+    from sciml_zoo.runs import RunConfig
+    from sciml_zoo.train.loop import train
 
     out = Path(args.out or tempfile.mkdtemp(prefix="sciml-zoo-faults-"))
     out.mkdir(parents=True, exist_ok=True)
     path = generate_dataset(RECIPE, out / "toy_faults.h5", progress=False)
-    data = load_training_data(path)
+    data = load_dataset(path)
     flaky: list[FlakySolver] = []
 
     def make_flaky(**options: Any) -> FlakySolver:
@@ -132,7 +134,7 @@ def main() -> None:
 
     injected = {k: sum(s.injected[k] for s in flaky) for k in ("raise", "nan", "hang")}
     counts = _counts(runs["fault"][1], runs["fault"][0])
-    errors, _ = evaluate_methods(data, {k: v[0] for k, v in runs.items()}, steps=data.states.shape[1] - 1)
+    errors, _ = evaluate_methods(data, {k: v[0] for k, v in runs.items()}, steps=data.test.states.shape[1] - 1)
     mae = {label: float(errors.sel(method=label).mean()) for label in runs}
     print(f"injected faults: {json.dumps(injected)}")
     print(f"fault counts:    {json.dumps(counts) if counts else '(not found in summary.json or log.csv)'}")

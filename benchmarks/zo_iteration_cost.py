@@ -21,12 +21,13 @@ import time
 
 import torch
 
+from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.diagnostics import build_estimators, parse_estimator_options
 from sciml_zoo.estimators import WeightSpaceEstimator
+from sciml_zoo.runs import build_model
 from sciml_zoo.solver import StepCounter, black_box, counting
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import WeightSpaceGradient, make_gradient
-from sciml_zoo.train.loop import build_model, load_training_data, source_solver
 from sciml_zoo.train.objective import WindowSampler
 
 DEFAULT = [
@@ -67,10 +68,10 @@ def main() -> None:
     items = DEFAULT_OPTIONS if args.estimator_option is None else args.estimator_option
     options = {k: v for k, v in parse_estimator_options(items).items() if k in args.estimators}
     estimators = build_estimators(args.estimators, options)  # validated before any query
-    data = load_training_data(args.data)
+    data = load_dataset(args.data)
     solver = source_solver(data)
     model = build_model(ModelConfig(), data, seed=0)
-    windows = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=args.unroll).sample(
+    windows = WindowSampler(data.train.states, data.train.params, steps=args.unroll).sample(
         args.batch_size, torch.Generator().manual_seed(0)
     )
     rows = []

@@ -10,13 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
 
+from sciml_zoo.cli_args import (
+    Parser,
+    check_writable_dir,
+    device,
+    integer,
+    positive_int,
+    solver_trust_of,
+    trust_flags,
+)
 from sciml_zoo.errors import SciMLZooError
-from sciml_zoo.registry import SolverTrust, solver_trust
+from sciml_zoo.registry import solver_trust
 
 __all__ = ["main"]
 
@@ -27,7 +34,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.recipe)
     out = Path(args.out or f"data/{recipe.name}.h5")
-    _check_writable_dir(out.parent, f"--out {str(out)!r}")
+    check_writable_dir(out.parent, f"--out {str(out)!r}")
     path = generate_dataset(recipe, out, progress=not args.quiet, overwrite=args.overwrite)
     print(f"dataset written: {path}")
 
@@ -85,8 +92,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             label = f"{label} ({run})"
         runs[label] = run
         summaries[label] = [summary] if summary else []
-    steps = default_steps(data) if args.steps is None else _positive_int(args.steps, "--steps")
-    errors, _ = evaluate_methods(data, runs, steps=steps, device=_device(args.device))
+    steps = default_steps(data) if args.steps is None else positive_int(args.steps, "--steps")
+    errors, _ = evaluate_methods(data, runs, steps=steps, device=device(args.device))
     print(format_table(comparison_rows(errors, list(runs), summaries)))
     if args.out:
         try:
@@ -98,54 +105,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             ) from None
 
 
-def _check_writable_dir(folder: Path, what: str) -> None:
-    """Create ``folder`` and try a file in it, so an unwritable output is one line before any work."""
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise SciMLZooError(f"cannot write {what}: {str(blocker)!r} is a file, not a folder; choose another path")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise SciMLZooError(
-            f"cannot write {what}: folder {str(folder)!r} is not writable ({exc.strerror or exc}); choose another path"
-        ) from None
-
-
-def _device(text: str, flag: str = "--device") -> str:
-    import torch
-
-    try:
-        torch.device(text)
-    except (RuntimeError, ValueError):
-        raise SciMLZooError(f"{flag} {text!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    return text
-
-
-def _positive_int(text: str, flag: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1 or str(value) != str(text).strip():
-        raise SciMLZooError(f"{flag} must be a positive integer, got {text!r}; e.g. {flag} 50")
-    return value
-
-
-def _int(text: str, flag: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise SciMLZooError(f"{flag} must be an integer, got {text!r}; e.g. {flag} 0") from None
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sciml_zoo.compare import run_comparison
     from sciml_zoo.experiment import load_experiment
 
-    overrides = list(args.set or []) + ([f"train.device={_device(args.device)}"] if args.device else [])
-    seeds = None if args.seeds is None else _positive_int(args.seeds, "--seeds")
+    overrides = list(args.set or []) + ([f"train.device={device(args.device)}"] if args.device else [])
+    seeds = None if args.seeds is None else positive_int(args.seeds, "--seeds")
     exp = load_experiment(args.preset, overrides=overrides, only=args.methods, seeds=seeds)
     out = Path(args.out or f"results/{exp.name}")
     t0 = time.perf_counter()
@@ -191,62 +156,17 @@ def _cmd_diagnose(args: argparse.Namespace) -> None:
         run=args.run,
         estimators=args.estimators,
         estimator_options=args.estimator_option or [],
-        unroll=_positive_int(args.unroll, "--unroll"),
-        batch_size=_positive_int(args.batch_size, "--batch-size"),
-        seed=_int(args.seed, "--seed"),
-        repeats=_positive_int(args.repeats, "--repeats"),
+        unroll=positive_int(args.unroll, "--unroll"),
+        batch_size=positive_int(args.batch_size, "--batch-size"),
+        seed=integer(args.seed, "--seed"),
+        repeats=positive_int(args.repeats, "--repeats"),
     )
     print(table)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and exit 2) like every other user error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
-
-
-def _trust_flags() -> _Parser:
-    """Flags by which the user, not a file being opened, decides what code and programs run."""
-    t = _Parser(add_help=False)
-    t.add_argument(
-        "--allow-exec",
-        action="store_true",
-        help="trust the dataset/recipe/preset files opened: their solver may be module:factory or a "
-        "script, and their solver options may run programs (external's command, burgers-c's build_dir)",
-    )
-    t.add_argument(
-        "--solver",
-        metavar="NAME",
-        help="use this solver instead of the one the file names: a registered name, module:factory or "
-        "path/to/script.py:factory",
-    )
-    t.add_argument(
-        "--solver-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help='set a solver option (TOML value), e.g. command=\'["./sim", "--fast"]\' (repeatable)',
-    )
-    return t
-
-
-def _solver_trust(args: argparse.Namespace) -> SolverTrust:
-    from sciml_zoo.config_io import parse_override
-
-    options: dict[str, object] = {}
-    for text in getattr(args, "solver_option", None) or []:
-        keys, value = parse_override(text)
-        if len(keys) != 1:
-            raise SciMLZooError(f"--solver-option {text!r}: write KEY=VALUE with a plain key, e.g. build_dir=/tmp/b")
-        options[keys[0]] = value
-    return SolverTrust(
-        allow_exec=bool(getattr(args, "allow_exec", False)), solver=getattr(args, "solver", None), options=options
-    )
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sciml-zoo", description=__doc__.splitlines()[0])
-    trust = _trust_flags()
+    p = Parser(prog="sciml-zoo", description=__doc__.splitlines()[0])
+    trust = trust_flags()
     p.add_argument(
         "--threads",
         type=int,
@@ -346,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        with solver_trust(_solver_trust(args)):
+        with solver_trust(solver_trust_of(args)):
             status = args.func(args)  # None: success; an int: the command's own exit status
     except SciMLZooError as exc:
         print(f"sciml-zoo {args.command}: error: {exc}", file=sys.stderr)

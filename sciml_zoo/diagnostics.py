@@ -34,6 +34,7 @@ from typing import Any, cast
 import torch
 
 from sciml_zoo.config_io import parse_override
+from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import (
     Estimator,
@@ -44,10 +45,10 @@ from sciml_zoo.estimators import (
 )
 from sciml_zoo.estimators.probes import finite_difference_jvp, random_directions
 from sciml_zoo.nn import CorrectionNet
+from sciml_zoo.runs import build_model, load_model
 from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import make_gradient
-from sciml_zoo.train.loop import build_model, load_model, load_training_data, source_solver
 from sciml_zoo.train.objective import Windows, WindowSampler
 
 __all__ = [
@@ -129,7 +130,7 @@ def fit_residual(
         model = torch.stack(
             [(estimator.vjp(ctx, data, w[:, i]) * u[:, i]).flatten(1).sum(-1) for i in range(num_probes)], 1
         )
-    return float(((measured - model).pow(2).sum() / measured.pow(2).sum().clamp_min(1e-30)).sqrt())
+    return float(agreement(model.reshape(1, -1), measured.reshape(1, -1)).relative_error[0])
 
 
 def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
@@ -237,10 +238,10 @@ def run_diagnostics(
 ) -> str:
     """CLI entry: validate the estimators, load data (and optionally trained weights), compare, format."""
     built = build_estimators(list(estimators or DEFAULT_ESTIMATORS), parse_estimator_options(estimator_options))
-    dataset = load_training_data(data)
+    dataset = load_dataset(data)
     solver = source_solver(dataset)
     model = load_model(run, dataset) if run else build_model(ModelConfig(), dataset, seed=seed)
-    sampler = WindowSampler(dataset.states[dataset.train_idx], dataset.params[dataset.train_idx], steps=unroll)
+    sampler = WindowSampler(dataset.train.states, dataset.train.params, steps=unroll)
     runs, fo_steps = [], None
     for r in range(repeats):
         windows = sampler.sample(batch_size, torch.Generator().manual_seed(seed + 1000 * r))

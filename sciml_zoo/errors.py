@@ -8,7 +8,17 @@ The CLI prints such errors as one line and exits non-zero.
 
 from __future__ import annotations
 
-__all__ = ["SciMLZooError", "ConfigError", "DataError", "SolverError", "QueryFailure", "DivergenceError"]
+from typing import Any
+
+__all__ = [
+    "SciMLZooError",
+    "ConfigError",
+    "DataError",
+    "SolverError",
+    "QueryFailure",
+    "DivergenceError",
+    "check_positive_int",
+]
 
 
 class SciMLZooError(Exception):
@@ -44,3 +54,16 @@ class QueryFailure(SolverError):
 
 class DivergenceError(SciMLZooError, FloatingPointError):
     """The network's loss or gradient became non-finite (lower the learning rate)."""
+
+
+def check_positive_int(label: str, value: Any, *, optional: bool = False, hint: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int >= 1 (or None when ``optional``).
+
+    ``bool`` is refused although it is an ``int``. ``hint`` is appended to the
+    message (e.g. ``"; e.g. --steps 50"``).
+    """
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        what = "a positive int or None" if optional else "a positive int"
+        raise ConfigError(f"{label} must be {what}, got {value!r}{hint}")

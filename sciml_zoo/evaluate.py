@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 
 from sciml_zoo.data.loading import Dataset, source_solver
-from sciml_zoo.errors import ConfigError
+from sciml_zoo.errors import ConfigError, check_positive_int
 from sciml_zoo.metrics import mae
 from sciml_zoo.rollout import corrected_step, trajectory
 from sciml_zoo.runs import load_model
@@ -36,8 +36,7 @@ def rollout_test(
 ) -> torch.Tensor:
     """Test trajectories ``(S_test, steps, C, *spatial)`` of solver (+ correction), on the CPU."""
     test = data.test
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConfigError(f"evaluation steps must be a positive integer, got {steps!r}; e.g. --steps 50")
+    check_positive_int("evaluation steps", steps, hint="; e.g. --steps 50")
     if steps >= test.states.shape[1]:
         raise ConfigError(
             f"evaluation steps {steps} >= test frames {test.states.shape[1]}; use --steps {test.states.shape[1] - 1} "

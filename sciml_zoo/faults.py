@@ -35,7 +35,13 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import ConfigError, QueryFailure, SolverError
-from sciml_zoo.executors import QueryTimeout, SolverExecutor, VectorizedExecutor
+from sciml_zoo.executors import (
+    DaskSolverExecutor,
+    ProcessPoolSolverExecutor,
+    QueryTimeout,
+    SolverExecutor,
+    VectorizedExecutor,
+)
 from sciml_zoo.executors.base import own_deadline
 from sciml_zoo.solver import Capabilities, Solver, StepFn
 
@@ -117,6 +123,8 @@ class FaultCounts:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, QueryFailure):  # an adapter's own failure report: keep its underlying error
+        return exc.last_error.strip().splitlines()[0] if exc.last_error.strip() else type(exc).__name__
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -325,14 +333,10 @@ def make_query_step(
     factory, options = solver_spec
     ex: SolverExecutor
     if executor == "process":
-        from sciml_zoo.executors import ProcessPoolSolverExecutor
-
         ex = ProcessPoolSolverExecutor(
             factory, options, max_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker
         )
     else:
-        from sciml_zoo.executors import DaskSolverExecutor
-
         ex = DaskSolverExecutor(
             factory, options, n_workers=workers or None, scheduler=scheduler, threads_per_worker=threads_per_worker
         )

@@ -7,6 +7,7 @@ kill mid-write leaves the previous file intact instead of a torn one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -62,8 +63,6 @@ def to_jsonable(value: Any) -> Any:
     A dataclass whose class has a string ``name`` (an estimator) becomes
     ``{"name": ..., **fields}``.
     """
-    import dataclasses
-
     to_dict = getattr(value, "to_dict", None)  # objects that say how they are recorded (estimators)
     if callable(to_dict) and not isinstance(value, type):
         return to_jsonable(to_dict())

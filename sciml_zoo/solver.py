@@ -167,21 +167,14 @@ class SolverBase:
 
 
 def check_state(
-    state: Any,
-    expected_shape: tuple[int, ...],
-    *,
-    who: str,
-    batch: int | None = None,
-    dtype: torch.dtype | None = None,
+    state: Any, expected_shape: tuple[int, ...], *, who: str, batch: int | None = None, dtype: Any = None
 ) -> Tensor:
     """Validate a state returned by an adapter; raise :class:`SolverError` if bad.
 
     Args:
-        state: what the adapter returned.
-        expected_shape: per-sample shape ``(C, *spatial)``.
+        state, expected_shape: what the adapter returned; its per-sample shape ``(C, *spatial)``.
         who: name of the adapter and call, used in the message.
-        batch: expected batch size, if known.
-        dtype: the input state's dtype, if known: the output must keep it.
+        batch, dtype: expected batch size and dtype (the input's: kept by a step), if known.
     """
     if not isinstance(state, Tensor):
         raise SolverError(
@@ -194,13 +187,9 @@ def check_state(
             f"{who} returned a state of shape {tuple(state.shape)}, expected {want}; "
             "check the adapter's from_native() layout (batch, channel, [z, [y,]] x)"
         )
-    if not torch.is_floating_point(state):
-        raise SolverError(f"{who} returned dtype {state.dtype}; states must be floating point")
-    if dtype is not None and state.dtype != dtype:
-        raise SolverError(
-            f"{who} returned dtype {state.dtype} for a {dtype} state; return the input's dtype, "
-            "e.g. torch.from_numpy(x).to(state.dtype)"
-        )
+    if not torch.is_floating_point(state) or dtype not in (None, state.dtype):
+        fix = "states must be floating point" if dtype is None else f"for a {dtype} state; return the input's dtype"
+        raise SolverError(f"{who} returned dtype {state.dtype}{';' if dtype is None else ''} {fix}")
     if not bool(torch.isfinite(state).all()):
         bad = (~torch.isfinite(state)).flatten(1).any(1).nonzero().flatten().tolist()
         raise SolverError(
@@ -222,9 +211,8 @@ class _BlackBoxStep:
         with torch.no_grad():
             out = self.solver.step(state.detach(), params.detach())
         if self.validate:
-            check_state(
-                out, self.solver.state_shape, who=f"{self.solver.name}.step", batch=len(state), dtype=state.dtype
-            )
+            name = self.solver.name
+            check_state(out, self.solver.state_shape, who=f"{name}.step", batch=len(state), dtype=state.dtype)
         # a fresh leaf: nothing upstream can receive a gradient through it
         return out.detach()
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase, block_average
+from sciml_zoo.solver import Capabilities, SolverBase
 
 __all__ = ["FitzHughNagumo", "make_fitzhugh_nagumo_solver"]
 
@@ -87,9 +87,6 @@ class FitzHughNagumo(SolverBase):
                 v += 2.5 * np.exp(-(((x - centre) / width) ** 2))
             out[i, 0], out[i, 1] = v, -0.6 + 0.1 * rng.standard_normal()
         return torch.from_numpy(out).float()
-
-    def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
-        return block_average(state, self.n // int(resolution[0]))
 
     def describe(self) -> dict:
         return {

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase, block_average
+from sciml_zoo.solver import Capabilities, SolverBase
 
 __all__ = ["GrayScott", "make_gray_scott_solver"]
 
@@ -90,9 +90,6 @@ class GrayScott(SolverBase):
             out[b, 0] = u + 0.01 * rng.standard_normal((self.n, self.n))
             out[b, 1] = v + 0.01 * rng.standard_normal((self.n, self.n))
         return torch.from_numpy(out).float()
-
-    def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
-        return block_average(state, self.n // int(resolution[0]))
 
     def describe(self) -> dict:
         return {

@@ -17,7 +17,7 @@ grows from about 0.36 to 2.1).
 
 Batched over ``B``, differentiable through autograd (FO-SOL) and usable as a
 black box. One :meth:`KuramotoSivashinsky.step` advances one frame of ``dt``
-with ``substeps`` ETDRK4 steps. The REFERENCE probe's pair: reference
+with ``substeps`` ETDRK4 steps. The pair used by the ``ks`` recipe: reference
 ``resolution=(128,), substeps=10`` (h = 0.05), source ``resolution=(48,)``,
 one step per frame (h = 0.5), ``L = 22 pi``; 32 points at ``L = 22 pi`` are
 under-resolved and blow up within a few frames.

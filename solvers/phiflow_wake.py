@@ -1,6 +1,6 @@
 """PhiFlow adapter for the Solver-in-the-Loop unsteady wake flow.
 
-Scene (Um et al. 2020, Sec. 5.2; REFERENCE.md): a 100 x 200 box, flow along +y
+Scene (Um et al. 2020, arXiv 2007.00016, Sec. 5.2): a 100 x 200 box, flow along +y
 entering at ``y = 0`` with speed 1 and leaving through an open (zero-gradient)
 outflow at ``y = 200``, zero-gradient side walls, a cylinder of radius 10 at
 (50, 50). One step is semi-Lagrangian advection, explicit diffusion with
@@ -15,7 +15,7 @@ extrapolation; :attr:`WakeFlow.valid_mask` marks them so corrections and
 metrics ignore them. ``to_native``/``from_native`` round-trip exactly.
 
 PhiFlow is imported lazily and only under ``with TORCH:`` so the library's
-global backend is never changed. Traps handled here (REFERENCE.md): torch
+global backend is never changed. Traps handled here (PhiFlow 3.4): torch
 tensors are wrapped with ``math.wrap`` (``math.tensor`` silently converts to
 NumPy), spatial order ``x,y``, and fields are built from values rather than by
 adding fields (which would add boundary conditions).
@@ -75,6 +75,7 @@ class WakeFlow(SolverBase):
         max_iterations: int = 2000,
         jit: bool = True,
     ) -> None:
+        _require_phiflow()  # fail when the solver is named, before any data is generated
         self.nx, self.ny = int(resolution[0]), int(resolution[1])
         if self.nx < 4 or self.ny < 4:
             raise ValueError(f"resolution {resolution} too small; use at least (4, 4)")
@@ -297,20 +298,5 @@ class _TorchBackendStep(torch.autograd.Function):
         return grad_in, None, None
 
 
-def make_wake_solver(
-    *,
-    resolution: tuple[int, int] = (32, 64),
-    dt: float = 1.0,
-    tolerance: float = 1e-3,
-    max_iterations: int = 2000,
-    jit: bool = True,
-) -> WakeFlow:
-    """Registry factory: the wake flow at ``resolution`` = ``(nx, ny)``."""
-    _require_phiflow()  # fail when the solver is named, before any data is generated
-    return WakeFlow(
-        resolution=tuple(resolution),  # type: ignore[arg-type]
-        dt=dt,
-        tolerance=tolerance,
-        max_iterations=max_iterations,
-        jit=jit,
-    )
+make_wake_solver = WakeFlow
+"""Registry factory (the entry point ``phiflow-wake``): the class is its own factory."""

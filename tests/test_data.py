@@ -11,10 +11,10 @@ import torch
 
 from sciml_zoo import DataError
 from sciml_zoo.data.generate import generate_dataset, partial_path
+from sciml_zoo.data.loading import load_dataset
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.data.store import open_dataset
 from sciml_zoo.errors import ConfigError
-from sciml_zoo.train.loop import load_training_data
 
 
 def test_dataset_round_trip_has_dims_attrs_and_split(toy_dataset, toy_recipe):
@@ -26,7 +26,7 @@ def test_dataset_round_trip_has_dims_attrs_and_split(toy_dataset, toy_recipe):
     assert json.loads(ds.attrs["recipe"])["warmup_steps"] == 5
     assert json.loads(ds.attrs["versions"])["packages"]["torch"].startswith("2.")
     assert ds.attrs["seed"] == 0
-    data = load_training_data(toy_dataset)
+    data = load_dataset(toy_dataset)
     assert data.recipe == toy_recipe  # the recipe round-trips through the file
 
 
@@ -112,7 +112,7 @@ def test_1d_and_3d_datasets_have_named_dims_and_restricted_frames(tmp_path, solv
     for _ in range(recipe.warmup_steps):
         state = fine.step(state, p)
     np.testing.assert_array_equal(ds["state"].values[:, 0], fine.restrict(state, source).numpy())
-    assert load_training_data(tmp_path / "nd.h5").recipe == recipe
+    assert load_dataset(tmp_path / "nd.h5").recipe == recipe
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.diagnostics import (
     build_estimators,
     compare_gradients,
@@ -14,9 +15,9 @@ from sciml_zoo.diagnostics import (
 )
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import Banded, Identity, Stencil
+from sciml_zoo.runs import build_model
 from sciml_zoo.solver import Capabilities, SolverBase
 from sciml_zoo.train.config import ModelConfig
-from sciml_zoo.train.loop import build_model, load_training_data, source_solver
 from sciml_zoo.train.objective import WindowSampler
 
 
@@ -64,12 +65,10 @@ def test_fit_residual_ranks_estimators_on_a_black_box():
 
 
 def test_compare_gradients_without_a_true_gradient(toy_dataset):
-    data = load_training_data(toy_dataset)
+    data = load_dataset(toy_dataset)
     solver = BlackBox(source_solver(data))
     model = build_model(ModelConfig(width=4, kernel_size=3), data, seed=0)
-    windows = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=2).sample(
-        2, torch.Generator().manual_seed(0)
-    )
+    windows = WindowSampler(data.train.states, data.train.params, steps=2).sample(2, torch.Generator().manual_seed(0))
     ests = build_estimators(["identity", "banded", "auto"], {"banded": {"radius": 1}})
     rows, fo_steps = compare_gradients(model, solver, windows, ests, unroll=2)
     assert fo_steps is None and all(r.cosine is None and r.relative_error is None for r in rows)

@@ -154,7 +154,7 @@ def test_initial_states_differ_per_simulation_and_are_reproducible() -> None:
 
 
 def test_32_points_blow_up_so_the_recipes_use_48() -> None:
-    """REFERENCE.md: 32 points at L = 22 pi are under-resolved; the recipes use 48."""
+    """32 points at L = 22 pi are under-resolved (the coarse run blows up); the recipes use 48."""
     fine = make_ks_solver(resolution=(128,), substeps=10)
     state = fine.restrict(_burned_in(fine), (32,))
     coarse = make_ks_solver(resolution=(32,))

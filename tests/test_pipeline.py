@@ -45,8 +45,9 @@ def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path):
     to two worker processes trains to bit-identical weights."""
     from sciml_zoo.data.generate import generate_dataset
     from sciml_zoo.data.recipe import DatasetRecipe
+    from sciml_zoo.runs import RunConfig
     from sciml_zoo.train.config import ModelConfig, TrainConfig
-    from sciml_zoo.train.loop import RunConfig, train
+    from sciml_zoo.train.loop import train
 
     recipe = DatasetRecipe(
         name="burgers",

@@ -17,9 +17,9 @@ import time
 import pytest
 import torch
 
-from sciml_zoo.runs import load_checkpoint
+from sciml_zoo.runs import RunConfig, load_checkpoint
 from sciml_zoo.train.config import ModelConfig, TrainConfig
-from sciml_zoo.train.loop import RunConfig, train
+from sciml_zoo.train.loop import train
 
 METHODS = {
     "non": {"method": "non"},

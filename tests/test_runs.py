@@ -117,15 +117,23 @@ def test_grad_clip_is_applied(tmp_path, toy_dataset):
 
 
 class _FlakyToy(ToyDiffusion):
-    """Fails member 1 of every batched call on the calls listed in ``fail_calls`` (all calls if None)."""
+    """Fails the batched calls listed in ``fail_calls`` and member 1's retry after each (all calls if None).
+
+    With ``retries=1`` the fault policy retries each member of a failed call alone: member 0's retry (the
+    next call) succeeds, member 1's (the one after) fails again, so member 1 is dropped from that iteration.
+    """
 
     name = "flaky-toy"
     calls = 0
-    fail_calls: set[int] | None = {2, 5}
+    fail_calls: set[int] | None = {2, 8}
 
     def step(self, state, params):
         type(self).calls += 1
-        if len(state) > 1 and (self.fail_calls is None or type(self).calls in self.fail_calls):
+        call = type(self).calls
+        if self.fail_calls is None:
+            if len(state) > 1:
+                raise QueryFailure("member 1 timed out", members=(1,), last_error="timeout after 1 s")
+        elif call in self.fail_calls or call - 2 in self.fail_calls:
             raise QueryFailure("member 1 timed out", members=(1,), last_error="timeout after 1 s")
         if self.fail_calls is None:
             raise QueryFailure("all failed", last_error="worker died")
@@ -141,7 +149,7 @@ def flaky_solver():
 
 
 def test_failed_members_are_dropped_and_counted(tmp_path, toy_dataset, flaky_solver):
-    summary = train(_cfg(toy_dataset, method="non", iterations=6), tmp_path, progress=False)
+    summary = train(_cfg(toy_dataset, method="non", iterations=6, retries=1), tmp_path, progress=False)
     assert summary["iterations_done"] == 6
     assert summary["faults"]["dropped_members"] == 2 and summary["faults"]["skipped_iterations"] == 0
     log = (tmp_path / "log.csv").read_text().splitlines()
@@ -154,9 +162,13 @@ def test_consecutive_failed_iterations_stop_with_one_line(tmp_path, toy_dataset,
     flaky_solver.fail_calls = None
     try:
         with pytest.raises(SolverError, match=r"flaky-toy.*3 iterations in a row.*worker died.*--resume"):
-            train(_cfg(toy_dataset, method="non", iterations=6, max_consecutive_failures=3), tmp_path, progress=False)
+            train(
+                _cfg(toy_dataset, method="non", iterations=6, max_consecutive_failures=3, retries=1),
+                tmp_path,
+                progress=False,
+            )
     finally:
-        flaky_solver.fail_calls = {2, 5}
+        flaky_solver.fail_calls = {2, 8}
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["iteration"] == 3 and ckpt["fault_counts"]["skipped_iterations"] == 3
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sciml_zoo import ConfigError
-from sciml_zoo.data.loading import load_dataset as load_training_data
+from sciml_zoo.data.loading import load_dataset
 from sciml_zoo.runs import RunConfig
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.loop import train
@@ -43,7 +43,7 @@ def test_training_lowers_the_loss(tmp_path, toy_dataset, method):
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, toy_dataset):
     cfg = _cfg(toy_dataset)
     train(cfg, tmp_path / "full", progress=False)
-    data = load_training_data(toy_dataset)
+    data = load_dataset(toy_dataset)
     train(cfg, tmp_path / "split", progress=False, data=data, stop_after=5)  # interrupted after 5
     assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["iteration"] == 5
     train(cfg, tmp_path / "split", resume=True, progress=False, data=data)
@@ -112,11 +112,13 @@ def test_bad_train_config_names_the_problem(kw, match):
 def test_normalisation_uses_training_simulations_only(toy_dataset):
     from sciml_zoo.runs import build_model
 
-    data = load_training_data(toy_dataset)
+    data = load_dataset(toy_dataset)
     norm = build_model(SMALL, data, seed=0).norm
-    train_states = data.states[data.train_idx]
+    train_states = data.train.states
     torch.testing.assert_close(norm.state_std, train_states.std().reshape(1))
-    torch.testing.assert_close(norm.param_mean, data.params[data.train_idx].mean(0))
-    torch.testing.assert_close(norm.param_std, data.params[data.train_idx].std(0))
-    assert not torch.allclose(norm.param_std, data.params.std(0))  # test sims would change it
-    assert not torch.allclose(norm.state_std, data.states.std().reshape(1))
+    torch.testing.assert_close(norm.param_mean, data.train.params.mean(0))
+    torch.testing.assert_close(norm.param_std, data.train.params.std(0))
+    all_params = torch.cat([data.train.params, data.test.params])
+    all_states = torch.cat([data.train.states, data.test.states])
+    assert not torch.allclose(norm.param_std, all_params.std(0))  # test sims would change it
+    assert not torch.allclose(norm.state_std, all_states.std().reshape(1))

@@ -7,12 +7,14 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.estimators import Auto
 from sciml_zoo.rollout import corrected_rollout
+from sciml_zoo.runs import RunConfig, build_model
 from sciml_zoo.solver import StepCounter, black_box, counting
 from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import make_gradient
-from sciml_zoo.train.loop import RunConfig, build_model, load_training_data, source_solver, train
+from sciml_zoo.train.loop import train
 from sciml_zoo.train.objective import WindowSampler, make_batched_sol_loss, trajectory_loss
 
 SMALL = ModelConfig(width=6, kernel_size=3)
@@ -20,12 +22,10 @@ SMALL = ModelConfig(width=6, kernel_size=3)
 
 @pytest.fixture()
 def setup(toy_dataset):
-    data = load_training_data(toy_dataset)
+    data = load_dataset(toy_dataset)
     model = build_model(SMALL, data, seed=0)
     solver = source_solver(data)
-    windows = WindowSampler(data.states[data.train_idx], data.params[data.train_idx], steps=3).sample(
-        2, torch.Generator().manual_seed(0)
-    )
+    windows = WindowSampler(data.train.states, data.train.params, steps=3).sample(2, torch.Generator().manual_seed(0))
     return model, solver, windows
 
 

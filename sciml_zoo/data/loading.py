@@ -30,8 +30,6 @@ __all__ = [
     "recipe_from_attrs",
     "source_solver",
     "dataset_hash",
-    "TrainingData",
-    "load_training_data",
 ]
 
 
@@ -73,29 +71,6 @@ class Dataset:
     def hash(self) -> str:
         """Hash of what determined this dataset (see :func:`dataset_hash`)."""
         return dataset_hash(self.attrs)
-
-    # Read-only views over all simulations, for code written against the former
-    # ``TrainingData`` (``states[train_idx]``). Training and evaluation use
-    # ``train`` and ``test``.
-    @property
-    def states(self) -> Tensor:
-        return torch.cat([self.train.states, self.test.states])
-
-    @property
-    def params(self) -> Tensor:
-        return torch.cat([self.train.params, self.test.params])
-
-    @property
-    def train_idx(self) -> Tensor:
-        return torch.arange(len(self.train))
-
-    @property
-    def test_idx(self) -> Tensor:
-        return torch.arange(len(self.train), len(self.train) + len(self.test))
-
-
-TrainingData = Dataset
-"""Former name of :class:`Dataset`."""
 
 
 def recipe_from_attrs(attrs: dict[str, Any]) -> DatasetRecipe:
@@ -142,10 +117,6 @@ def load_dataset(path: str | Path) -> Dataset:
         recipe=recipe_from_attrs(dict(ds.attrs)),
         attrs=dict(ds.attrs),
     )
-
-
-load_training_data = load_dataset
-"""Former name of :func:`load_dataset`."""
 
 
 def source_solver(data: Dataset) -> Solver:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from sciml_zoo.errors import ConfigError, SolverError
+from sciml_zoo.errors import SolverError, check_positive_int
 from sciml_zoo.solver import Solver, StepFn, check_state
 
 __all__ = [
@@ -203,10 +203,7 @@ class VectorizedExecutor(SolverExecutor):
     """
 
     def __init__(self, chunk_size: int | None = None) -> None:
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise ConfigError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        check_positive_int("chunk_size", chunk_size, optional=True)
         self.chunk_size = chunk_size
         self.restarts = 0
 

@@ -28,9 +28,10 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from sciml_zoo.errors import ConfigError
+from sciml_zoo.errors import ConfigError, check_positive_int
 from sciml_zoo.executors.base import QueryTimeout, SolverExecutor, is_batched
 from sciml_zoo.executors.process import check_spec, gather, split_rows
 from sciml_zoo.executors.worker import Factory, run_task
@@ -89,11 +90,9 @@ class DaskSolverExecutor(SolverExecutor):
         client: Any = None,
         cluster_options: Mapping[str, Any] | None = None,
     ) -> None:
-        for label, value in (("n_workers", n_workers), ("rows_per_task", rows_per_task)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{label} must be a positive int or None, got {value!r}")
-        if isinstance(threads_per_worker, bool) or not isinstance(threads_per_worker, int) or threads_per_worker < 1:
-            raise ConfigError(f"threads_per_worker must be a positive int, got {threads_per_worker!r}")
+        check_positive_int("n_workers", n_workers, optional=True)
+        check_positive_int("rows_per_task", rows_per_task, optional=True)
+        check_positive_int("threads_per_worker", threads_per_worker)
         self.factory: Factory = factory
         self.options = check_spec(factory, options)
         self.rows_per_task = rows_per_task
@@ -168,8 +167,6 @@ class DaskSolverExecutor(SolverExecutor):
         result: Future[Tensor] = Future()
 
         def done(f: Any) -> None:
-            import torch
-
             try:
                 out, restarts = f.result()
             except QueryTimeout as exc:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import ConfigError, SolverError
+from sciml_zoo.registry import make_solver
 from sciml_zoo.solver import Capabilities, Solver
 
 __all__ = ["FlakySolver", "make_flaky_solver"]
@@ -92,6 +93,4 @@ class FlakySolver:
 
 def make_flaky_solver(*, inner: str, inner_options: Mapping[str, Any] | None = None, **faults: Any) -> FlakySolver:
     """Factory: ``FlakySolver(make_solver(inner, **inner_options), **faults)``."""
-    from sciml_zoo.registry import make_solver
-
     return FlakySolver(make_solver(inner, **dict(inner_options or {})), **faults)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml_zoo.errors import ConfigError, SolverError
+from sciml_zoo.errors import ConfigError, SolverError, check_positive_int
 from sciml_zoo.executors.base import QueryTimeout, SolverExecutor, is_batched
 from sciml_zoo.executors.worker import Factory, run_task
 from sciml_zoo.solver import Solver
@@ -86,10 +86,8 @@ class ProcessPoolSolverExecutor(SolverExecutor):
         rows_per_task: int | None = None,
         threads_per_worker: int = 1,
     ) -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ConfigError(f"max_workers must be a positive int, got {max_workers!r}")
-        if rows_per_task is not None and rows_per_task < 1:
-            raise ConfigError(f"rows_per_task must be a positive int or None, got {rows_per_task}")
+        check_positive_int("max_workers", max_workers)
+        check_positive_int("rows_per_task", rows_per_task, optional=True)
         self.factory: Factory = factory
         self.options = check_spec(factory, options)
         self.max_workers, self.rows_per_task = max_workers, rows_per_task

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sciml_zoo.executors.base import QueryTimeout, call_with_timeout, is_batched, own_deadline, task_deadline
+from sciml_zoo.registry import make_solver
 from sciml_zoo.solver import Solver
 
 __all__ = ["Factory", "build_solver", "cached_solver", "run_task", "spec_key", "step_rows"]
@@ -39,8 +40,6 @@ def spec_key(factory: Factory, options: Mapping[str, Any]) -> str:
 def build_solver(factory: Factory, options: Mapping[str, Any]) -> Solver:
     """Build a solver from a registered name or a callable."""
     if isinstance(factory, str):
-        from sciml_zoo.registry import make_solver
-
         return make_solver(factory, **options)
     return factory(**options)
 

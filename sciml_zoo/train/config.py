@@ -120,7 +120,7 @@ class TrainConfig:
     grad_clip: float | None = None
     curriculum: bool = False
     timeout_s: float | None = None
-    retries: int = 0
+    retries: int = 2
     max_consecutive_failures: int = 3
     executor: str = "local"
     scheduler_address: str | None = None

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sciml_zoo.data.loading import Dataset, TrainingData, load_dataset, load_training_data, source_solver
+from sciml_zoo.data.loading import Dataset, load_dataset, source_solver
 from sciml_zoo.errors import ConfigError, DivergenceError, QueryFailure, SolverError
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
 from sciml_zoo.runs import (
@@ -46,7 +46,6 @@ from sciml_zoo.runs import (
     clean_stale_temp_files,
     config_hash,
     load_checkpoint,
-    load_model,
     run_lock,
     save_checkpoint,
 )
@@ -56,10 +55,7 @@ from sciml_zoo.train.interrupts import interruptible
 from sciml_zoo.train.objective import Windows, WindowSampler
 from sciml_zoo.train.queries import FaultCounts, make_gradient_source, make_query_step, on_device
 
-__all__ = ["train", "RunConfig"]
-
-# Former home of these names; import them from sciml_zoo.data.loading / sciml_zoo.runs.
-_MOVED = (Dataset, TrainingData, load_dataset, load_training_data, source_solver, build_model, load_model)
+__all__ = ["train"]
 
 
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[Any, Any]:
