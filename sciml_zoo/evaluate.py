@@ -86,7 +86,7 @@ def evaluate_methods(
     names = list(data.recipe.param_names) or [f"p{i}" for i in range(params.shape[1])]
     return (
         xr.DataArray(
-            np.stack(errs),
+            np.stack(errs) if errs else np.zeros((0, len(params), steps)),  # no runs: an empty method axis
             dims=("method", "sim", "step"),
             coords={
                 "method": list(runs),
