@@ -89,7 +89,7 @@ def evaluate_methods(
             np.stack(errs) if errs else np.zeros((0, len(params), steps)),  # no runs: an empty method axis
             dims=("method", "sim", "step"),
             coords={
-                "method": list(runs),
+                "method": np.asarray(list(runs), dtype=object),  # str labels even when empty
                 "step": np.arange(1, steps + 1),
                 "sim_param": ("sim", params[:, 0] if params.shape[1] else np.full(len(params), np.nan)),
                 **{f"param_{n}": ("sim", params[:, i]) for i, n in enumerate(names)},

@@ -83,3 +83,16 @@ def test_compare_locks_its_directory_and_cleans_orphan_temp_files(tmp_path):
     orphan.write_text("torn")
     run_comparison(exp, tmp_path, progress=False)
     assert not orphan.exists()
+
+
+def test_evaluating_no_runs_gives_an_empty_method_axis(toy_dataset):
+    """A seed whose every run failed leaves compare nothing to evaluate: an empty table, not a crash."""
+    from sciml_zoo.data.loading import load_dataset
+    from sciml_zoo.evaluate import evaluate_methods
+
+    data = load_dataset(toy_dataset)
+    errors, trajectories = evaluate_methods(data, {}, steps=3)
+    assert errors.sizes["method"] == 0 and errors.sizes["step"] == 3 and trajectories == {}
+    src, _ = evaluate_methods(data, {"SRC": None}, steps=3)
+    both = xr.concat([src, errors], dim="method").reindex({"method": ["SRC", "NON"]})
+    assert bool(both.sel({"method": "NON"}).isnull().all()) and bool(both.sel({"method": "SRC"}).notnull().all())
