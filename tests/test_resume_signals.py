@@ -24,9 +24,26 @@ from sciml_zoo.train.loop import train
 METHODS = {
     "non": {"method": "non"},
     "fo-sol": {"method": "fo-sol"},
-    # solver-space RGE draws its probes from torch's global generator, weight-space RGE from the loop's
+    # every registered estimator: all draw their randomness from the loop's own generator
+    "zo-sol-stop-gradient": {"method": "zo-sol", "estimator": "stop-gradient", "estimator_options": {}},
+    "zo-sol-identity": {"method": "zo-sol", "estimator": "identity", "estimator_options": {}},
     "zo-sol-state-rge": {"method": "zo-sol", "estimator": "state-rge", "estimator_options": {"num_directions": 2}},
-    "zo-sol-rge": {"method": "zo-sol", "estimator": "rge", "estimator_options": {"num_directions": 4}},
+    "zo-sol-identity-rge": {
+        "method": "zo-sol",
+        "estimator": "identity-rge",
+        "estimator_options": {"num_directions": 2},
+    },
+    "zo-sol-stencil": {"method": "zo-sol", "estimator": "stencil", "estimator_options": {"kernel_size": 3}},
+    "zo-sol-jacobian": {"method": "zo-sol", "estimator": "jacobian", "estimator_options": {}},
+    "zo-sol-banded": {"method": "zo-sol", "estimator": "banded", "estimator_options": {"radius": 1}},
+    "zo-sol-auto": {"method": "zo-sol", "estimator": "auto", "estimator_options": {"check_every": 5}},
+    "zo-sol-rge": {"method": "zo-sol", "estimator": "weight-rge", "estimator_options": {"num_directions": 4}},
+    "zo-sol-cge": {"method": "zo-sol", "estimator": "weight-cge", "estimator_options": {}},
+    "zo-sol-sparse-cge": {
+        "method": "zo-sol",
+        "estimator": "sparse-cge",
+        "estimator_options": {"sparsity": 0.95, "grasp_directions": 8, "redraw_every": 3},
+    },
 }
 
 
@@ -71,12 +88,7 @@ def _interrupt_at_random(args: list[str], out, sig: int, rng: random.Random) -> 
 
 @pytest.mark.parametrize(
     "key",
-    [
-        "non",
-        pytest.param("fo-sol", marks=pytest.mark.slow),
-        pytest.param("zo-sol-state-rge", marks=pytest.mark.slow),
-        pytest.param("zo-sol-rge", marks=pytest.mark.slow),
-    ],
+    ["non", *(pytest.param(key, marks=pytest.mark.slow) for key in METHODS if key != "non")],
 )
 def test_signals_at_random_moments_then_resume_is_bit_identical(tmp_path, toy_dataset, key):
     rng = random.Random(sum(map(ord, key)))
