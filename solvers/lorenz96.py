@@ -1,0 +1,142 @@
+"""Two-scale Lorenz-96 in NumPy: a chaotic black-box scene never tuned on.
+
+The reference resolves ``K`` slow variables ``X_k`` and ``J`` fast variables
+``Y_{j,k}`` per slow one (Lorenz 1996; the parametrisation benchmark of Wilks
+2005 and Arnold et al. 2013, Q. J. R. Meteorol. Soc. 139)::
+
+    dX_k/dt     = -X_{k-1} (X_{k-2} - X_{k+1}) - X_k + F - (h c / b) sum_j Y_{j,k}
+    dY_{j,k}/dt = -c b Y_{j+1,k} (Y_{j+2,k} - Y_{j-1,k}) - c Y_{j,k} + (h c / b) X_k
+
+with periodic ``k`` and the fast chain periodic over all ``J K`` entries. The
+cheap source model drops the fast scale (``fast_per_slow = 0``): the learned
+correction must stand in for the coupling term, the classic closure problem.
+Both integrate with classical RK4, ``substeps`` steps per frame.
+
+State ``(B, 1 + J, K)``: channel 0 holds ``X``, channels ``1..J`` hold ``Y``
+(``Y[:, j, k] = Y_{j,k}``); the source state is ``(B, 1, K)``. ``restrict``
+keeps channel 0. No gradients, no physical parameters (held-out initial
+conditions make the test split).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sciml_zoo.solver import Capabilities, SolverBase
+
+__all__ = ["Lorenz96", "make_lorenz96_solver"]
+
+
+class Lorenz96(SolverBase):
+    """Lorenz-96, one-scale (``fast_per_slow = 0``) or two-scale.
+
+    Args:
+        resolution: ``(K,)`` slow variables.
+        fast_per_slow: ``J`` fast variables per slow one (0: the one-scale model).
+        forcing: ``F``. coupling: ``h``. time_scale: ``c``. amplitude_scale: ``b``.
+        frame_time: model time units per ``step``.
+        substeps: RK4 steps per frame.
+    """
+
+    name = "lorenz96"
+    param_names = ()
+    capabilities = Capabilities(differentiable=False, batched=True)
+
+    def __init__(
+        self,
+        *,
+        resolution: tuple[int] = (8,),
+        fast_per_slow: int = 0,
+        forcing: float = 20.0,
+        coupling: float = 1.0,
+        time_scale: float = 10.0,
+        amplitude_scale: float = 10.0,
+        frame_time: float = 0.05,
+        substeps: int = 10,
+    ) -> None:
+        self.k = int(resolution[0])
+        self.j = int(fast_per_slow)
+        if self.k < 4 or self.j < 0 or substeps < 1 or frame_time <= 0:
+            raise ValueError(
+                f"lorenz96 needs resolution >= (4,), fast_per_slow >= 0, substeps >= 1 and frame_time > 0; "
+                f"got {resolution}, {fast_per_slow}, {substeps}, {frame_time}"
+            )
+        self.forcing, self.h, self.c, self.b = (
+            float(forcing),
+            float(coupling),
+            float(time_scale),
+            float(amplitude_scale),
+        )
+        self.frame_time, self.substeps = float(frame_time), int(substeps)
+        self._state_shape = (1 + self.j, self.k)
+
+    def _rhs(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tendencies of ``x`` (B, K) and ``y`` (B, J*K, ordered j fastest within k)."""
+        dx = -np.roll(x, 1, -1) * (np.roll(x, 2, -1) - np.roll(x, -1, -1)) - x + self.forcing
+        if y is None:
+            return dx, None
+        coupling = self.h * self.c / self.b
+        dx = dx - coupling * y.reshape(len(y), self.k, self.j).sum(-1)
+        dy = (
+            -self.c * self.b * np.roll(y, -1, -1) * (np.roll(y, -2, -1) - np.roll(y, 1, -1))
+            - self.c * y
+            + coupling * np.repeat(x, self.j, axis=-1)
+        )
+        return dx, dy
+
+    def step(self, state: Tensor, params: Tensor) -> Tensor:
+        s = state.detach().cpu().numpy().astype(np.float64)
+        x = s[:, 0]
+        y = s[:, 1:].transpose(0, 2, 1).reshape(len(s), -1) if self.j else None  # (B, K*J), j fastest
+        dt = self.frame_time / self.substeps
+        for _ in range(self.substeps):
+            k1 = self._rhs(x, y)
+            k2 = self._rhs(x + 0.5 * dt * k1[0], None if y is None else y + 0.5 * dt * k1[1])
+            k3 = self._rhs(x + 0.5 * dt * k2[0], None if y is None else y + 0.5 * dt * k2[1])
+            k4 = self._rhs(x + dt * k3[0], None if y is None else y + dt * k3[1])
+            x = x + dt / 6.0 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+            if y is not None:
+                y = y + dt / 6.0 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])  # type: ignore[operator]
+        out = (
+            x[:, None]
+            if y is None
+            else np.concatenate([x[:, None], y.reshape(len(s), self.k, self.j).transpose(0, 2, 1)], 1)
+        )
+        return torch.from_numpy(out).to(state.dtype)
+
+    def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
+        """``X_k = F`` plus unit noise, small random ``Y``; burn-in reaches the attractor."""
+        rng = np.random.default_rng(seed)
+        n = len(params)
+        out = np.zeros((n, 1 + self.j, self.k))
+        out[:, 0] = self.forcing / 4.0 + rng.standard_normal((n, self.k))
+        out[:, 1:] = 0.1 * rng.standard_normal((n, self.j, self.k))
+        return torch.from_numpy(out).float()
+
+    def restrict(self, state: Tensor, resolution: tuple[int, ...]) -> Tensor:
+        """Keep the slow variables, block-averaged onto ``resolution``: ``(B, 1 + J, K) -> (B, 1, K')``.
+
+        The fast variables are what the source model does not resolve, so the
+        reference restricts onto the one-scale state at any ``K'`` dividing ``K``.
+        """
+        return super().restrict(state[:, :1], resolution)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "resolution": [self.k],
+            "fast_per_slow": self.j,
+            "forcing": self.forcing,
+            "coupling": self.h,
+            "time_scale": self.c,
+            "amplitude_scale": self.b,
+            "frame_time": self.frame_time,
+            "substeps": self.substeps,
+        }
+
+
+def make_lorenz96_solver(**options: object) -> Lorenz96:
+    """Registry factory for :class:`Lorenz96` (keyword options as in the class)."""
+    return Lorenz96(**options)  # type: ignore[arg-type]
