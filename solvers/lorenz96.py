@@ -14,7 +14,7 @@ Both integrate with classical RK4, ``substeps`` steps per frame.
 
 State ``(B, 1 + J, K)``: channel 0 holds ``X``, channels ``1..J`` hold ``Y``
 (``Y[:, j, k] = Y_{j,k}``); the source state is ``(B, 1, K)``. ``restrict``
-keeps channel 0. No gradients, no physical parameters (held-out initial
+keeps channel 0 (block-averaged onto a coarser ``K'`` if asked). No gradients, no physical parameters (held-out initial
 conditions make the test split).
 """
 
@@ -72,11 +72,12 @@ class Lorenz96(SolverBase):
         self.frame_time, self.substeps = float(frame_time), int(substeps)
         self._state_shape = (1 + self.j, self.k)
 
-    def _rhs(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Tendencies of ``x`` (B, K) and ``y`` (B, J*K, ordered j fastest within k)."""
+    def _tendency(self, z: np.ndarray) -> np.ndarray:
+        """``dz/dt`` of ``z = [X | Y]`` (B, K + K J), ``Y`` ordered ``j`` fastest within ``k``."""
+        x, y = z[:, : self.k], z[:, self.k :]
         dx = -np.roll(x, 1, -1) * (np.roll(x, 2, -1) - np.roll(x, -1, -1)) - x + self.forcing
-        if y is None:
-            return dx, None
+        if not self.j:
+            return dx
         coupling = self.h * self.c / self.b
         dx = dx - coupling * y.reshape(len(y), self.k, self.j).sum(-1)
         dy = (
@@ -84,30 +85,24 @@ class Lorenz96(SolverBase):
             - self.c * y
             + coupling * np.repeat(x, self.j, axis=-1)
         )
-        return dx, dy
+        return np.concatenate([dx, dy], axis=1)
 
     def step(self, state: Tensor, params: Tensor) -> Tensor:
         s = state.detach().cpu().numpy().astype(np.float64)
-        x = s[:, 0]
-        y = s[:, 1:].transpose(0, 2, 1).reshape(len(s), -1) if self.j else None  # (B, K*J), j fastest
+        n = len(s)
+        z = np.concatenate([s[:, 0], s[:, 1:].transpose(0, 2, 1).reshape(n, -1)], axis=1)  # (B, K + K J)
         dt = self.frame_time / self.substeps
-        for _ in range(self.substeps):
-            k1 = self._rhs(x, y)
-            k2 = self._rhs(x + 0.5 * dt * k1[0], None if y is None else y + 0.5 * dt * k1[1])
-            k3 = self._rhs(x + 0.5 * dt * k2[0], None if y is None else y + 0.5 * dt * k2[1])
-            k4 = self._rhs(x + dt * k3[0], None if y is None else y + dt * k3[1])
-            x = x + dt / 6.0 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-            if y is not None:
-                y = y + dt / 6.0 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])  # type: ignore[operator]
-        out = (
-            x[:, None]
-            if y is None
-            else np.concatenate([x[:, None], y.reshape(len(s), self.k, self.j).transpose(0, 2, 1)], 1)
-        )
-        return torch.from_numpy(out).to(state.dtype)
+        for _ in range(self.substeps):  # classical RK4
+            k1 = self._tendency(z)
+            k2 = self._tendency(z + 0.5 * dt * k1)
+            k3 = self._tendency(z + 0.5 * dt * k2)
+            k4 = self._tendency(z + dt * k3)
+            z = z + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        y = z[:, self.k :].reshape(n, self.k, self.j).transpose(0, 2, 1)
+        return torch.from_numpy(np.concatenate([z[:, None, : self.k], y], axis=1)).to(state.dtype)
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
-        """``X_k = F`` plus unit noise, small random ``Y``; burn-in reaches the attractor."""
+        """``X_k = F / 4`` plus unit noise, small random ``Y``; burn-in reaches the attractor."""
         rng = np.random.default_rng(seed)
         n = len(params)
         out = np.zeros((n, 1 + self.j, self.k))

@@ -37,7 +37,7 @@ def test_two_scale_state_layout_and_restriction_keep_the_slow_variables() -> Non
 def test_one_scale_tendency_matches_the_textbook_formula() -> None:
     solver = Lorenz96(resolution=(5,), forcing=8.0)
     x = np.arange(5.0)[None]
-    dx, _ = solver._rhs(x, None)
+    dx = solver._tendency(x)
     want = [-x[0, k - 1] * (x[0, k - 2] - x[0, (k + 1) % 5]) - x[0, k] + 8.0 for k in range(5)]
     np.testing.assert_allclose(dx[0], want)
 
