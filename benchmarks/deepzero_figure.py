@@ -34,10 +34,15 @@ def gap_closed(non: float, zo: float, fo: float) -> float:
 
 def load_rows(path: Path) -> tuple[dict[str, dict], dict]:
     """Rows of a compare ``results.json`` by method label, and the record itself."""
-    record = json.loads(path.read_text())
-    rows = {r["method"]: r for r in record["rows"] if r.get("mae") is not None}
+    try:
+        record = json.loads(path.read_text())
+        rows = {r["method"]: r for r in record["rows"] if r.get("mae") is not None}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"results: {str(path)!r} is not a compare results.json ({exc!r}); give the one compare wrote"
+        ) from exc
     if "FO-SOL" not in rows:
-        raise SystemExit(f"{path}: no FO-SOL row to divide by; run compare with the fo-sol method")
+        raise ValueError(f"results: {str(path)!r} has no FO-SOL row to divide by; run compare with the fo-sol method")
     return rows, record
 
 
@@ -71,8 +76,8 @@ def summarise(rows: dict[str, dict]) -> list[str]:
 def draw(rows: dict[str, dict], record: dict, out: Path) -> None:
     """Two panels, published bars (grey) beside ours (blue), one group per method."""
     # DeepZero's ZO-SOL is sparse CGE: its published bar gets a group even when we have no such row
-    missing = {"method": "ZO-SOL[sparse-cge]", "mae": float("nan"), "seed_std": 0.0, "mae_std": 0.0}
-    rows = rows if any(k.startswith("ZO-SOL[sparse") for k in rows) else {**rows, missing["method"]: missing}
+    if not any(k.startswith("ZO-SOL[sparse") for k in rows):
+        rows = {**rows, "ZO-SOL[sparse-cge]": {"mae": float("nan")}}
     labels = list(rows)
     fo = rows["FO-SOL"]["mae"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -116,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             f"results: {str(args.results)!r} is not a file; give the results.json that compare wrote", file=sys.stderr
         )
         return 2
-    rows, record = load_rows(args.results)
+    try:
+        rows, record = load_rows(args.results)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print("\n".join(summarise(rows)))
     draw(rows, record, args.out)
     print(f"figure: {args.out}")

@@ -45,3 +45,12 @@ def test_draws_the_figure_and_refuses_a_missing_file(tmp_path: Path, capsys: pyt
     assert (tmp_path / "f.png").stat().st_size > 1000
     assert fig.main([str(tmp_path / "nope.json")]) == 2
     assert "is not a file" in capsys.readouterr().err
+
+
+def test_a_table_without_fo_sol_or_not_from_compare_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    assert fig.main([str(_record(tmp_path, [_row("SRC", 0.2), _row("NON", 0.16)]))]) == 2
+    assert "no FO-SOL row" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert fig.main([str(bad)]) == 2
+    assert "is not a compare results.json" in capsys.readouterr().err
