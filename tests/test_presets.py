@@ -13,7 +13,18 @@ PRESETS = sorted(p.stem for p in (Path(sciml_zoo.__file__).parent / "presets").g
 
 
 def test_the_benchmark_presets_are_shipped() -> None:
-    assert {"quick", "paper", "paper_cpu", "ks", "ks_tiny", "lorenz96", "gray_scott", "fitzhugh_nagumo"} <= set(PRESETS)
+    assert {
+        "quick",
+        "paper",
+        "paper_cpu",
+        "ks",
+        "ks_tiny",
+        "lorenz96",
+        "gray_scott",
+        "fitzhugh_nagumo",
+        "ginzburg_landau",
+        "brusselator",
+    } <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -1,0 +1,95 @@
+"""Complex Ginzburg–Landau equation in 1D, NumPy: a chaotic black-box scene never tuned on.
+
+The amplitude ``A = u + i v`` of an oscillatory medium near a Hopf bifurcation
+(Aranson & Kramer 2002, "The world of the complex Ginzburg-Landau equation",
+Rev. Mod. Phys. 74, eq. 1), periodic, second-order finite differences, classical
+RK4 in time::
+
+    A_t = A + (1 + i b) A_xx - (1 + i c) |A|^2 A
+
+Plane waves are Benjamin–Feir unstable when ``1 + b c < 0``; there the medium is
+turbulent (phase or defect turbulence), i.e. chaotic. The state is
+``(B, 2, n)`` with channels ``(Re A, Im A)``; the parameter is ``c`` (one per
+batch member). One ``step`` advances ``frame_time`` time units in ``substeps``
+RK4 steps. No gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sciml_zoo.solver import Capabilities, SolverBase
+
+__all__ = ["GinzburgLandau", "make_ginzburg_landau_solver"]
+
+
+class GinzburgLandau(SolverBase):
+    """1D complex Ginzburg–Landau on the periodic interval ``[0, length)``.
+
+    Args:
+        resolution: ``(n,)`` cells.
+        length: domain length (cell size ``length / n``).
+        frame_time: time units per ``step``.
+        substeps: RK4 steps per frame.
+        dispersion: ``b`` (linear dispersion; ``c`` is the parameter).
+    """
+
+    name = "ginzburg-landau"
+    param_names = ("c",)
+    capabilities = Capabilities(differentiable=False, batched=True)
+
+    def __init__(
+        self,
+        *,
+        resolution: tuple[int] = (64,),
+        length: float = 64.0,
+        frame_time: float = 0.5,
+        substeps: int = 5,
+        dispersion: float = 2.0,
+    ) -> None:
+        self.n = int(resolution[0])
+        self.length = float(length)
+        self.frame_time = float(frame_time)
+        self.substeps = int(substeps)
+        self.dispersion = float(dispersion)
+        self._state_shape = (2, self.n)
+
+    def _rhs(self, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        h = self.length / self.n
+        a_xx = (np.roll(a, 1, -1) + np.roll(a, -1, -1) - 2.0 * a) / h**2
+        return a + (1.0 + 1j * self.dispersion) * a_xx - (1.0 + 1j * c) * (a * a.conj()).real * a
+
+    def step(self, state: Tensor, params: Tensor) -> Tensor:
+        s = state.detach().cpu().numpy().astype(np.float64)
+        a = s[:, 0] + 1j * s[:, 1]
+        c = params.detach().cpu().numpy().astype(np.float64)[:, :1]  # (B, 1): broadcasts over x
+        dt = self.frame_time / self.substeps
+        for _ in range(self.substeps):
+            k1 = self._rhs(a, c)
+            k2 = self._rhs(a + 0.5 * dt * k1, c)
+            k3 = self._rhs(a + 0.5 * dt * k2, c)
+            k4 = self._rhs(a + dt * k3, c)
+            a = a + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        return torch.from_numpy(np.stack([a.real, a.imag], axis=1)).to(state.dtype)
+
+    def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
+        """Small random noise (amplitude 0.01) about ``A = 0``, which is linearly unstable."""
+        rng = np.random.default_rng(seed)
+        return torch.from_numpy(0.01 * rng.standard_normal((len(params), 2, self.n))).float()
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "resolution": [self.n],
+            "length": self.length,
+            "frame_time": self.frame_time,
+            "substeps": self.substeps,
+            "dispersion": self.dispersion,
+        }
+
+
+def make_ginzburg_landau_solver(**options: object) -> GinzburgLandau:
+    """Registry factory for :class:`GinzburgLandau` (keyword options as in the class)."""
+    return GinzburgLandau(**options)  # type: ignore[arg-type]
