@@ -219,3 +219,20 @@ def test_summary_and_log_record_counts_and_hash(tmp_path, toy_dataset):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["faults"]) >= {"failures", "retries", "timeouts", "restarts", "dropped_members"}
     assert len(summary["hash"]) == 16 and json.loads((tmp_path / "config.json").read_text())["hash"] == summary["hash"]
+
+
+def test_log_row_adds_counts_and_takes_the_largest_gauge_over_curriculum_sources():
+    """One gradient source per unroll length: fallbacks add up, the band radius does not."""
+    from sciml_zoo.train.queries import FaultCounts
+
+    class Source:
+        def __init__(self, **stats):
+            self._stats = stats
+
+        def stats(self):
+            return self._stats
+
+    row = FaultCounts().row(
+        [Source(radius=2, last_residual=0.1, fallback_steps=1), Source(radius=4, last_residual=0.05, fallback_steps=2)]
+    )
+    assert row["radius"] == 4 and row["last_residual"] == 0.1 and row["fallback_steps"] == 3

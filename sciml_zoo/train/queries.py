@@ -25,6 +25,10 @@ from sciml_zoo.train.gradients import make_gradient
 __all__ = ["FaultCounts", "make_query_step", "make_gradient_source", "on_device"]
 
 
+GAUGES = frozenset({"radius", "last_residual"})
+"""Estimator stats that are a level, not a count: the log reports their maximum over sources."""
+
+
 class FaultCounts:
     """The run's fault counters: the fault policy's ``FaultCounts`` plus the loop's own.
 
@@ -46,12 +50,16 @@ class FaultCounts:
             setattr(self.inner, key, int(value))
 
     def row(self, sources: Iterable[Any]) -> dict[str, int | float]:
-        """The counts plus every gradient source's numeric ``stats()`` (estimator fallbacks, ...)."""
+        """The counts plus every gradient source's numeric ``stats()`` (estimator fallbacks, ...).
+
+        With a curriculum there is one source per unroll length: counts add up
+        over them, gauges (:data:`GAUGES`, e.g. the band radius) take the largest.
+        """
         out: dict[str, int | float] = dict(self.as_dict())
         for source in sources:
             for key, value in source.stats().items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out[key] = out.get(key, 0) + value
+                    out[key] = max(out.get(key, value), value) if key in GAUGES else out.get(key, 0) + value
         return out
 
 
