@@ -236,3 +236,10 @@ def test_log_row_adds_counts_and_takes_the_largest_gauge_over_curriculum_sources
         [Source(radius=2, last_residual=0.1, fallback_steps=1), Source(radius=4, last_residual=0.05, fallback_steps=2)]
     )
     assert row["radius"] == 4 and row["last_residual"] == 0.1 and row["fallback_steps"] == 3
+
+
+def test_the_curriculum_is_the_default_for_sol_and_ignored_by_non():
+    sol, non = TrainConfig(method="zo-sol", unroll=8, iterations=8), TrainConfig(method="non", unroll=8, iterations=8)
+    assert [sol.unroll_at(i) for i in range(8)] == [1, 1, 2, 2, 4, 4, 8, 8]
+    assert {non.unroll_at(i) for i in range(8)} == {1}
+    assert TrainConfig(method="fo-sol", unroll=8, curriculum=False).unroll_at(0) == 8
