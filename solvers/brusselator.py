@@ -19,13 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
-from sciml_zoo_solvers._grid import periodic_laplacian_2d
+from sciml_zoo_solvers._grid import PeriodicReactionDiffusion2D
 
 __all__ = ["Brusselator", "make_brusselator_solver"]
 
 
-class Brusselator(SolverBase):
+class Brusselator(PeriodicReactionDiffusion2D):
     """2D Brusselator on the periodic square of side ``length``.
 
     Args:
@@ -39,7 +38,6 @@ class Brusselator(SolverBase):
 
     name = "brusselator"
     param_names = ("b",)
-    capabilities = Capabilities(differentiable=False, batched=True)
 
     def __init__(
         self,
@@ -51,32 +49,18 @@ class Brusselator(SolverBase):
         diffusivity: tuple[float, float] = (1.0, 4.0),
         a: float = 1.0,
     ) -> None:
-        if resolution[0] != resolution[1]:
-            raise ValueError(f"resolution={tuple(resolution)}: the Brusselator square needs n x n cells")
-        self.n = int(resolution[0])
-        self.length = float(length)
-        self.frame_time = float(frame_time)
-        self.substeps = int(substeps)
-        self.diffusivity = (float(diffusivity[0]), float(diffusivity[1]))
+        super().__init__(
+            resolution=resolution, length=length, frame_time=frame_time, substeps=substeps, diffusivity=diffusivity
+        )
         self.a = float(a)
-        self._state_shape = (2, self.n, self.n)
 
-    def _laplacian(self, f: np.ndarray) -> np.ndarray:
-        return periodic_laplacian_2d(f, self.length / self.n)
-
-    def step(self, state: Tensor, params: Tensor) -> Tensor:
-        s = state.detach().cpu().numpy().astype(np.float64)
-        u, v = s[:, 0], s[:, 1]
-        b = params.detach().cpu().numpy().astype(np.float64)[:, 0].reshape(-1, 1, 1)
-        dt = self.frame_time / self.substeps
+    def _rates(self, u: np.ndarray, v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         du, dv = self.diffusivity
-        for _ in range(self.substeps):
-            uuv = u * u * v
-            u, v = (
-                u + dt * (du * self._laplacian(u) + self.a - (b + 1.0) * u + uuv),
-                v + dt * (dv * self._laplacian(v) + b * u - uuv),
-            )
-        return torch.from_numpy(np.stack([u, v], axis=1)).to(state.dtype)
+        uuv = u * u * v
+        return (
+            du * self._laplacian(u) + self.a - (p + 1.0) * u + uuv,
+            dv * self._laplacian(v) + p * u - uuv,
+        )
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
         """The homogeneous state ``(a, b / a)`` plus 10% random noise in each field."""
@@ -89,15 +73,7 @@ class Brusselator(SolverBase):
         return torch.from_numpy(out).float()
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "resolution": [self.n, self.n],
-            "length": self.length,
-            "frame_time": self.frame_time,
-            "substeps": self.substeps,
-            "diffusivity": list(self.diffusivity),
-            "a": self.a,
-        }
+        return {**super().describe(), "a": self.a}
 
 
 def make_brusselator_solver(**options: object) -> Brusselator:

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
-from sciml_zoo_solvers._grid import periodic_laplacian_2d
+from sciml_zoo_solvers._grid import PeriodicReactionDiffusion2D
 
 __all__ = ["GrayScott", "make_gray_scott_solver"]
 
 
-class GrayScott(SolverBase):
+class GrayScott(PeriodicReactionDiffusion2D):
     """Gray–Scott on the periodic square of side ``length``.
 
     Args:
@@ -38,7 +37,6 @@ class GrayScott(SolverBase):
 
     name = "gray-scott"
     param_names = ("feed",)
-    capabilities = Capabilities(differentiable=False, batched=True)
 
     def __init__(
         self,
@@ -50,32 +48,18 @@ class GrayScott(SolverBase):
         diffusivity: tuple[float, float] = (0.16, 0.08),
         kill: float = 0.062,
     ) -> None:
-        if resolution[0] != resolution[1]:
-            raise ValueError(f"resolution={tuple(resolution)}: the Gray–Scott square needs n x n cells")
-        self.n = int(resolution[0])
-        self.length = float(length)
-        self.frame_time = float(frame_time)
-        self.substeps = int(substeps)
-        self.diffusivity = (float(diffusivity[0]), float(diffusivity[1]))
+        super().__init__(
+            resolution=resolution, length=length, frame_time=frame_time, substeps=substeps, diffusivity=diffusivity
+        )
         self.kill = float(kill)
-        self._state_shape = (2, self.n, self.n)
 
-    def _laplacian(self, f: np.ndarray) -> np.ndarray:
-        return periodic_laplacian_2d(f, self.length / self.n)
-
-    def step(self, state: Tensor, params: Tensor) -> Tensor:
-        s = state.detach().cpu().numpy().astype(np.float64)
-        u, v = s[:, 0], s[:, 1]
-        feed = params.detach().cpu().numpy().astype(np.float64)[:, 0].reshape(-1, 1, 1)
-        dt = self.frame_time / self.substeps
+    def _rates(self, u: np.ndarray, v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         du, dv = self.diffusivity
-        for _ in range(self.substeps):
-            uvv = u * v * v
-            u, v = (
-                u + dt * (du * self._laplacian(u) - uvv + feed * (1.0 - u)),
-                v + dt * (dv * self._laplacian(v) + uvv - (feed + self.kill) * v),
-            )
-        return torch.from_numpy(np.stack([u, v], axis=1)).to(state.dtype)
+        uvv = u * v * v
+        return (
+            du * self._laplacian(u) - uvv + p * (1.0 - u),
+            dv * self._laplacian(v) + uvv - (p + self.kill) * v,
+        )
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
         """``u = 1, v = 0`` with a few random square seeds of ``u = 1/2, v = 1/4`` plus 1% noise."""
@@ -92,15 +76,7 @@ class GrayScott(SolverBase):
         return torch.from_numpy(out).float()
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "resolution": [self.n, self.n],
-            "length": self.length,
-            "frame_time": self.frame_time,
-            "substeps": self.substeps,
-            "diffusivity": list(self.diffusivity),
-            "kill": self.kill,
-        }
+        return {**super().describe(), "kill": self.kill}
 
 
 def make_gray_scott_solver(**options: object) -> GrayScott:
