@@ -32,7 +32,15 @@ from sciml_zoo.figures import plot_cost_accuracy, plot_error_band
 from sciml_zoo.plots import field_name, plot_fields
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
 from sciml_zoo.runs import RunConfig, clean_stale_temp_files, config_hash, run_lock
-from sciml_zoo.tables import FAULT_NAMES, comparison_rows, format_table, seed_summary, t_quantile_975
+from sciml_zoo.tables import (
+    FAULT_NAMES,
+    comparison_rows,
+    format_paired,
+    format_table,
+    paired_rows,
+    seed_summary,
+    t_quantile_975,
+)
 from sciml_zoo.train.loop import train
 
 __all__ = ["comparison_rows", "format_table", "run_comparison", "seed_summary", "t_quantile_975"]
@@ -155,7 +163,8 @@ def _run_locked(exp: Experiment, out: Path, *, progress: bool, force: bool, devi
             )["mean"]
             for h in exp.horizons
         }
-    table = format_table(rows, failed)
+    paired = paired_rows(headline, method_labels)
+    table = "\n\n".join(t for t in (format_table(rows, failed), format_paired(paired)) if t)
     _write_tables(out, exp, rows, table)
     saved = errors.isel(seed=0, drop=True) if exp.seeds is None else errors
     ds = xr.Dataset({"mae": saved, "per_step": saved.mean("sim")})
@@ -196,6 +205,7 @@ def _run_locked(exp: Experiment, out: Path, *, progress: bool, force: bool, devi
         "dataset": {"path": str(data_path), "hash": data.hash},
         "runs": run_records,
         "rows": rows,
+        "paired": paired,
         "skipped": failed,
         "failed": failed,
         "eval_steps": list(exp.horizons),

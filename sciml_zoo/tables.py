@@ -12,9 +12,20 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["comparison_rows", "format_table", "seed_summary", "t_quantile_975", "FAULT_NAMES"]
+__all__ = [
+    "comparison_rows",
+    "format_paired",
+    "format_table",
+    "paired_rows",
+    "seed_summary",
+    "sign_test_p",
+    "t_quantile_975",
+    "FAULT_NAMES",
+    "PAIRED_BASELINES",
+]
 
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+PAIRED_BASELINES = ("FO-SOL", "NON")
 FAULT_NAMES = ("failures", "retries", "timeouts", "restarts", "dropped_members", "skipped_iterations", "fallbacks")
 
 
@@ -124,4 +135,79 @@ def format_table(rows: list[dict[str, Any]], failed: dict[str, str] | None = Non
             )
     for label, reason in (failed or {}).items():
         lines.append(f"| {label} | {reason} | | | | | |")
+    return "\n".join(lines)
+
+
+def sign_test_p(wins: int, n: int) -> float:
+    """Exact two-sided sign-test p-value of ``wins`` out of ``n`` paired seeds under a fair coin.
+
+    With 3 seeds the smallest possible value is 0.25 and with 5 seeds 0.0625:
+    "better at every seed" is evidence only from about 6 seeds on (p = 0.031).
+    """
+    if n < 1:
+        return math.nan
+    k = min(wins, n - wins)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def paired_rows(
+    errors: xr.DataArray, labels: list[str], baselines: tuple[str, ...] = PAIRED_BASELINES
+) -> list[dict[str, Any]]:
+    """Every method against each baseline present (FO-SOL, NON), paired by seed.
+
+    Per seed, the difference of test MAEs ``method - baseline`` (negative:
+    the method is better). Runs of one seed share the data and the seed of
+    every random draw, so their difference is the fair unit; differences at
+    different seeds are independent. The
+    difference counts as beyond noise when its 95% Student-t interval over
+    seeds excludes zero; the sign test over seeds is reported beside it.
+    Needs at least two seeds (errors ``(seed, method, sim, step)``).
+    """
+    if "seed" not in errors.dims or errors.sizes["seed"] < 2:
+        return []
+    per_seed = errors.mean(("sim", "step"))
+    rows = []
+    for base in (b for b in baselines if b in labels):
+        ref = per_seed.sel({"method": base})
+        for label in labels:
+            if label == base:
+                continue
+            diff = np.asarray((per_seed.sel({"method": label}) - ref).values, dtype=float)
+            diff = diff[np.isfinite(diff)]
+            stats = seed_summary(diff.tolist())
+            wins = int((diff < 0).sum())
+            low, high = stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]
+            verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
+            rows.append(
+                {
+                    "method": label,
+                    "baseline": base,
+                    "diff": stats["mean"],
+                    "diff_std": stats["std"],
+                    "ci95": stats["ci95"],
+                    "per_seed": diff.tolist(),
+                    "wins": wins,
+                    "seeds": stats["n"],
+                    "sign_p": sign_test_p(wins, stats["n"]),
+                    "verdict": verdict if stats["n"] > 1 else "one seed",
+                }
+            )
+    return rows
+
+
+def format_paired(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`paired_rows` (empty string when there are none)."""
+    if not rows:
+        return ""
+    lines = [
+        "Paired by seed (method - baseline; negative = better; beyond noise when the 95% CI excludes 0):",
+        "",
+        "| method | against | difference (mean ± std) | 95% CI | better at | sign test p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['baseline']} | {r['diff']:+.4f} ± {r['diff_std']:.4f} | ± {r['ci95']:.4f} "
+            f"| {r['wins']} of {r['seeds']} | {r['sign_p']:.3g} | {r['verdict']} |"
+        )
     return "\n".join(lines)

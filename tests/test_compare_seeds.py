@@ -12,6 +12,7 @@ import xarray as xr
 from sciml_zoo.compare import run_comparison, seed_summary, t_quantile_975
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.experiment import load_experiment
+from sciml_zoo.tables import format_paired, paired_rows, sign_test_p
 
 ASSETS = Path(__file__).parent / "assets"
 PRESET = str(ASSETS / "toy_preset.toml")
@@ -24,6 +25,39 @@ def test_seed_statistics():
     assert math.isclose(s["ci95"], 4.303 / math.sqrt(3))
     assert seed_summary([2.0])["std"] == 0.0 and math.isnan(t_quantile_975(0))
     assert abs(t_quantile_975(30) - 2.042) < 0.01 and abs(t_quantile_975(1000) - 1.962) < 0.01
+
+
+def test_sign_test_is_exact():
+    assert sign_test_p(3, 3) == 0.25 and sign_test_p(0, 3) == 0.25 and sign_test_p(5, 5) == 0.0625
+    assert math.isclose(sign_test_p(6, 6), 1 / 32) and sign_test_p(2, 4) == 1.0 and math.isnan(sign_test_p(0, 0))
+
+
+def _errors(per_seed: dict[str, list[float]]) -> xr.DataArray:
+    """(seed, method, sim, step) errors whose mean over sims and steps is the given per-seed MAE."""
+    methods = list(per_seed)
+    vals = [[[[per_seed[m][s]] * 2] * 2 for m in methods] for s in range(len(per_seed[methods[0]]))]
+    return xr.DataArray(vals, dims=("seed", "method", "sim", "step"), coords={"method": methods})
+
+
+def test_paired_differences_say_when_a_gap_exceeds_the_seed_spread():
+    errors = _errors(
+        {
+            "NON": [0.10, 0.20, 0.30, 0.15],
+            "A": [0.09, 0.19, 0.29, 0.14],  # better by 0.01 at every seed: the spread of NON is irrelevant
+            "B": [0.05, 0.30, 0.25, 0.15],  # better on average, not beyond noise
+            "C": [0.12, 0.22, 0.33, 0.16],  # worse at every seed
+        }
+    )
+    rows = {r["method"]: r for r in paired_rows(errors, ["NON", "A", "B", "C"])}
+    assert set(rows) == {"A", "B", "C"} and all(r["baseline"] == "NON" for r in rows.values())
+    a, b, c = rows["A"], rows["B"], rows["C"]
+    assert math.isclose(a["diff"], -0.01) and a["diff_std"] < 1e-12 and a["verdict"] == "better"
+    assert a["wins"] == 4 and a["seeds"] == 4 and a["sign_p"] == 0.125
+    assert b["diff"] < 0 and b["verdict"] == "within noise" and b["wins"] == 2
+    assert c["verdict"] == "worse" and c["wins"] == 0
+    text = format_paired(list(rows.values()))
+    assert "| A | NON | -0.0100 ± 0.0000 |" in text and "4 of 4" in text
+    assert paired_rows(errors.isel(seed=[0]), ["NON", "A"]) == [] and format_paired([]) == ""
 
 
 def test_several_seeds_give_mean_std_interval_and_ratios(tmp_path):
@@ -39,6 +73,12 @@ def test_several_seeds_give_mean_std_interval_and_ratios(tmp_path):
     for k in (0, 1):
         assert (tmp_path / "runs" / "fo-sol" / f"seed{k}" / "summary.json").is_file()
     assert "mean ± std, 2 seeds" in record["table"] and "95% CI" in record["table"]
+    paired = {(r["method"], r["baseline"]): r for r in record["paired"]}
+    assert set(paired) == {("SRC", "FO-SOL"), ("NON", "FO-SOL"), ("SRC", "NON"), ("FO-SOL", "NON")}
+    assert paired[("NON", "FO-SOL")]["per_seed"] == pytest.approx(
+        [n - f for n, f in zip(rows["NON"]["per_seed"], fo["per_seed"])]
+    )
+    assert "Paired by seed" in record["table"] and "Paired by seed" in (tmp_path / "results.md").read_text()
     errors = xr.open_dataset(tmp_path / "errors.nc")
     assert errors["mae"].sizes == {"seed": 2, "method": 3, "sim": 2, "step": 8}
     assert "param_diffusivity" in errors.coords
