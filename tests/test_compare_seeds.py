@@ -76,7 +76,7 @@ def test_several_seeds_give_mean_std_interval_and_ratios(tmp_path):
     paired = {(r["method"], r["baseline"]): r for r in record["paired"]}
     assert set(paired) == {("SRC", "FO-SOL"), ("NON", "FO-SOL"), ("SRC", "NON"), ("FO-SOL", "NON")}
     assert paired[("NON", "FO-SOL")]["per_seed"] == pytest.approx(
-        [n - f for n, f in zip(rows["NON"]["per_seed"], fo["per_seed"])]
+        [n - f for n, f in zip(rows["NON"]["per_seed"], fo["per_seed"], strict=True)]
     )
     assert "Paired by seed" in record["table"] and "Paired by seed" in (tmp_path / "results.md").read_text()
     errors = xr.open_dataset(tmp_path / "errors.nc")
