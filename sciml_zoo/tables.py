@@ -187,9 +187,9 @@ def paired_rows(
                     "ci95": stats["ci95"],
                     "per_seed": diff.tolist(),
                     "wins": wins,
-                    "seeds": stats["n"],
-                    "sign_p": sign_test_p(wins, stats["n"]),
-                    "verdict": verdict if stats["n"] > 1 else "one seed",
+                    "seeds": len(diff),
+                    "sign_p": sign_test_p(wins, len(diff)),
+                    "verdict": verdict if len(diff) > 1 else "one seed",
                 }
             )
     return rows
