@@ -201,3 +201,20 @@ def test_presets_use_the_probes_1473_weight_periodic_1d_cnn(preset: str) -> None
         assert (raw["train"]["unroll"], raw["train"]["batch_size"], raw["eval_steps"]) == (16, 16, 40)
         assert recipe.num_frames >= 16 + 1 and recipe.num_frames > raw["eval_steps"]
         assert len(recipe.train_params) == 16 and len(recipe.test_params) == 6
+
+
+def test_ks_preset_trains_every_solver_space_estimator_and_deepzeros_row() -> None:
+    """The KS table compares every estimator that acts on the solver step, plus DeepZero's sparse CGE."""
+    from sciml_zoo.estimators import Estimator
+    from sciml_zoo.estimators.base import WeightSpaceEstimator
+    from sciml_zoo.estimators.registry import ESTIMATORS
+    from sciml_zoo.experiment import load_experiment
+
+    exp = load_experiment("ks")
+    used = {c.method: set() for c in exp.methods.values()}
+    for c in exp.methods.values():
+        est = c.estimator
+        used[c.method].add(est.name if isinstance(est, Estimator) else est)
+    solver_space = {n for n, cls in ESTIMATORS.items() if not issubclass(cls, WeightSpaceEstimator)}
+    assert {"non", "fo-sol"} <= set(used)
+    assert solver_space | {"sparse-cge"} <= used["zo-sol"]
