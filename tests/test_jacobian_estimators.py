@@ -271,7 +271,9 @@ def test_train_config_default_object_and_provenance():
     }
     assert TrainConfig(method="zo-sol", estimator=record["estimator"]) == cfg  # round trip through JSON
     assert TrainConfig(method="zo-sol", estimator="banded", estimator_options={"radius": 1}) == cfg
-    assert cfg.label == "ZO-SOL[banded]"
+    assert cfg.label == "ZO-SOL[banded radius=1]"  # options that differ from the defaults tell runs apart
+    assert TrainConfig(method="zo-sol", estimator="banded").label == "ZO-SOL[banded]"
+    assert TrainConfig(method="zo-sol", estimator=Banded(mu=5e-3)).label == "ZO-SOL[banded mu=0.005]"
     with pytest.raises(ConfigError, match="fields"):
         TrainConfig(method="zo-sol", estimator=Banded(), estimator_options={"radius": 1})
     with pytest.raises(ConfigError, match="weight-rge"):

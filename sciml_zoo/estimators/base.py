@@ -90,6 +90,20 @@ class Estimator:
         """``{"name": ..., **options}``: what configs and results record."""
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}  # type: ignore[arg-type]
 
+    def short_name(self) -> str:
+        """The name with every option that differs from its default: ``jacobian difference=forward``.
+
+        Tables label methods with it, so two runs of one estimator with
+        different options are told apart.
+        """
+        changed = []
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            default = f.default if f.default is not dataclasses.MISSING else None
+            value = getattr(self, f.name)
+            if f.init and f.default is not dataclasses.MISSING and value != default:
+                changed.append(f"{f.name}={value:g}" if isinstance(value, float) else f"{f.name}={value}")
+        return " ".join([self.name, *changed])
+
     def fresh(self) -> Estimator:
         """A copy with the same options and an empty per-run state."""
         return dataclasses.replace(self)  # type: ignore[type-var]

@@ -204,9 +204,9 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        """Short name for tables: ``NON``, ``FO-SOL``, ``ZO-SOL[stencil]``."""
+        """Short name for tables: ``NON``, ``FO-SOL``, ``ZO-SOL[stencil]``, ``ZO-SOL[banded radius=1]``."""
         if isinstance(self.estimator, Estimator):
-            return f"ZO-SOL[{self.estimator.name}]"
+            return f"ZO-SOL[{self.estimator.short_name()}]"
         return self.method.upper()
 
 
