@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
-PAIRED_BASELINES = ("FO-SOL", "NON")
+PAIRED_BASELINES = ("FO-SOL", "NON", "ZO-SOL[stop-gradient]", "ZO-SOL[identity]")
+# the free baselines: no solver queries beyond the rollout; only methods that use solver gradients face them
+_FREE = ("ZO-SOL[stop-gradient]", "ZO-SOL[identity]")
 FAULT_NAMES = ("failures", "retries", "timeouts", "restarts", "dropped_members", "skipped_iterations", "fallbacks")
 
 
@@ -153,7 +155,12 @@ def sign_test_p(wins: int, n: int) -> float:
 def paired_rows(
     errors: xr.DataArray, labels: list[str], baselines: tuple[str, ...] = PAIRED_BASELINES
 ) -> list[dict[str, Any]]:
-    """Every method against each baseline present (FO-SOL, NON), paired by seed.
+    """Every method against each baseline present, paired by seed.
+
+    Every method faces FO-SOL and NON; the methods that use solver gradients
+    (FO-SOL and every other ZO-SOL estimator) also face the free baselines,
+    stop-gradient and identity, since beating those is what the solver
+    queries are for.
 
     Per seed, the difference of test MAEs ``method - baseline`` (negative:
     the method is better). Runs of one seed share the data and the seed of
@@ -170,7 +177,7 @@ def paired_rows(
     for base in (b for b in baselines if b in labels):
         ref = per_seed.sel({"method": base})
         for label in labels:
-            if label == base:
+            if label == base or (base in _FREE and not _uses_gradients(label)):
                 continue
             diff = np.asarray((per_seed.sel({"method": label}) - ref).values, dtype=float)
             diff = diff[np.isfinite(diff)]
@@ -193,6 +200,10 @@ def paired_rows(
                 }
             )
     return rows
+
+
+def _uses_gradients(label: str) -> bool:
+    return label == "FO-SOL" or (label.startswith("ZO-SOL[") and label not in _FREE)
 
 
 def format_paired(rows: list[dict[str, Any]]) -> str:

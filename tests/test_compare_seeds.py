@@ -58,6 +58,15 @@ def test_paired_differences_say_when_a_gap_exceeds_the_seed_spread():
     text = format_paired(list(rows.values()))
     assert "| A | NON | -0.0100 ± 0.0000 |" in text and "4 of 4" in text
     assert paired_rows(errors.isel(seed=[0]), ["NON", "A"]) == [] and format_paired([]) == ""
+    free = _errors({"NON": [0.2, 0.3], "ZO-SOL[identity]": [0.3, 0.4], "ZO-SOL[x]": [0.1, 0.2], "SRC": [0.5, 0.5]})
+    pairs = {(r["method"], r["baseline"]) for r in paired_rows(free, list(free["method"].values))}
+    # only the method that uses solver gradients faces the free baseline
+    assert pairs == {
+        ("ZO-SOL[identity]", "NON"),
+        ("ZO-SOL[x]", "NON"),
+        ("SRC", "NON"),
+        ("ZO-SOL[x]", "ZO-SOL[identity]"),
+    }
 
 
 def test_several_seeds_give_mean_std_interval_and_ratios(tmp_path):
