@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from sciml_zoo.estimators.base import merge_stats
+
 __all__ = [
     "comparison_rows",
     "format_paired",
@@ -78,10 +80,9 @@ def comparison_rows(
         runs = summaries.get(label, [])
         steps = [s["train_solver_steps"] for s in runs if s.get("train_solver_steps") is not None]
         walls = [s["train_wall_s"] for s in runs if s.get("train_wall_s") is not None]
-        faults: dict[str, float] = {}
-        for s in runs:
-            for k, v in (s.get("faults") or {}).items():
-                faults[k] = faults.get(k, 0) + v
+        faults: dict[str, Any] = {}
+        for s in runs:  # counts add up over seeds, gauges (band radius, residual) keep the largest
+            merge_stats(faults, s.get("faults") or {})
         rows.append(
             {
                 "method": label,

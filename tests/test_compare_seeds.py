@@ -12,7 +12,7 @@ import xarray as xr
 from sciml_zoo.compare import run_comparison, seed_summary, t_quantile_975
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.experiment import load_experiment
-from sciml_zoo.tables import format_paired, paired_rows, sign_test_p
+from sciml_zoo.tables import comparison_rows, format_paired, paired_rows, sign_test_p
 
 ASSETS = Path(__file__).parent / "assets"
 PRESET = str(ASSETS / "toy_preset.toml")
@@ -67,6 +67,18 @@ def test_paired_differences_say_when_a_gap_exceeds_the_seed_spread():
         ("SRC", "NON"),
         ("ZO-SOL[x]", "ZO-SOL[identity]"),
     }
+
+
+def test_fault_counts_add_up_over_seeds_and_gauges_keep_the_largest():
+    errors = _errors({"A": [0.1, 0.2]})
+    summaries = {
+        "A": [
+            {"faults": {"fallback_steps": 2, "radius": 4, "last_residual": 0.3}},
+            {"faults": {"fallback_steps": 1, "radius": 2, "last_residual": 0.1}},
+        ]
+    }
+    (row,) = comparison_rows(errors, ["A"], summaries)
+    assert row["faults"] == {"fallback_steps": 3, "radius": 4, "last_residual": 0.3}
 
 
 def test_several_seeds_give_mean_std_interval_and_ratios(tmp_path):

@@ -42,7 +42,22 @@ from torch import Tensor, nn
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.solver import StepFn
 
-__all__ = ["Estimator", "ProbeContext", "SolverSpaceEstimator", "WeightSpaceEstimator"]
+__all__ = ["GAUGES", "Estimator", "ProbeContext", "SolverSpaceEstimator", "WeightSpaceEstimator", "merge_stats"]
+
+GAUGES = frozenset({"radius", "last_residual"})
+"""Estimator stats that are a level, not a count: merged by their maximum, not their sum."""
+
+
+def merge_stats(into: dict[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Add numeric ``stats`` to ``into``: counts add up, gauges (:data:`GAUGES`) keep the largest.
+
+    Merges the stats of several gradient sources (one per curriculum stage)
+    or of several runs (seeds); ``into`` is updated and returned.
+    """
+    for key, value in stats.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            into[key] = max(into.get(key, value), value) if key in GAUGES else into.get(key, 0) + value
+    return into
 
 
 class Estimator:

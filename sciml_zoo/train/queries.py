@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo import faults
+from sciml_zoo.estimators.base import merge_stats
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.registry import resolve_file_solver
 from sciml_zoo.solver import Solver, StepCounter
@@ -23,10 +24,6 @@ from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.gradients import make_gradient
 
 __all__ = ["FaultCounts", "make_query_step", "make_gradient_source", "on_device"]
-
-
-GAUGES = frozenset({"radius", "last_residual"})
-"""Estimator stats that are a level, not a count: the log reports their maximum over sources."""
 
 
 class FaultCounts:
@@ -53,13 +50,11 @@ class FaultCounts:
         """The counts plus every gradient source's numeric ``stats()`` (estimator fallbacks, ...).
 
         With a curriculum there is one source per unroll length: counts add up
-        over them, gauges (:data:`GAUGES`, e.g. the band radius) take the largest.
+        over them, gauges (e.g. the band radius) take the largest (:func:`merge_stats`).
         """
         out: dict[str, int | float] = dict(self.as_dict())
         for source in sources:
-            for key, value in source.stats().items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out[key] = max(out.get(key, value), value) if key in GAUGES else out.get(key, 0) + value
+            merge_stats(out, source.stats())
         return out
 
 
