@@ -27,9 +27,9 @@ __all__ = [
 ]
 
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
-PAIRED_BASELINES = ("FO-SOL", "NON", "ZO-SOL[stop-gradient]", "ZO-SOL[identity]")
 # the free baselines: no solver queries beyond the rollout; only methods that use solver gradients face them
 _FREE = ("ZO-SOL[stop-gradient]", "ZO-SOL[identity]")
+PAIRED_BASELINES = ("FO-SOL", "NON", *_FREE)
 FAULT_NAMES = ("failures", "retries", "timeouts", "restarts", "dropped_members", "skipped_iterations", "fallbacks")
 
 
@@ -166,9 +166,9 @@ def paired_rows(
     Per seed, the difference of test MAEs ``method - baseline`` (negative:
     the method is better). Runs of one seed share the data and the seed of
     every random draw, so their difference is the fair unit; differences at
-    different seeds are independent. The
-    difference counts as beyond noise when its 95% Student-t interval over
-    seeds excludes zero; the sign test over seeds is reported beside it.
+    different seeds are independent. The difference counts as beyond noise
+    when its 95% Student-t interval over seeds excludes zero; the sign test
+    over seeds is reported beside it.
     Needs at least two seeds (errors ``(seed, method, sim, step)``).
     """
     if "seed" not in errors.dims or errors.sizes["seed"] < 2:

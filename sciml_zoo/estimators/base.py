@@ -113,9 +113,8 @@ class Estimator:
         """
         changed = []
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            default = f.default if f.default is not dataclasses.MISSING else None
             value = getattr(self, f.name)
-            if f.init and f.default is not dataclasses.MISSING and value != default:
+            if f.init and f.default is not dataclasses.MISSING and value != f.default:
                 changed.append(f"{f.name}={value:g}" if isinstance(value, float) else f"{f.name}={value}")
         return " ".join([self.name, *changed])
 
