@@ -24,6 +24,7 @@ def test_the_benchmark_presets_are_shipped() -> None:
         "fitzhugh_nagumo",
         "ginzburg_landau",
         "brusselator",
+        "shallow_water",
     } <= set(PRESETS)
 
 
