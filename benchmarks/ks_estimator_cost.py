@@ -1,7 +1,7 @@
 """Training wall-clock per iteration on KS: FO-SOL and every ZO-SOL estimator, one run, interleaved.
 
 Usage:
-    python benchmarks/ks_estimator_cost.py [--repeats 5] [--sparse-repeats N] [--only identity stencil ...]
+    python benchmarks/ks_estimator_cost.py [--repeats 5] [--sparse-repeats N] [--only identity stencil ... weight-cge]
 
 The scene, network and batch are the ``ks`` preset's (solvers/ks.py on 48
 points; 1D CNN of depth 3, width 16, kernel 5, gelu, circular padding; batch
@@ -19,9 +19,12 @@ Then the methods take turns, round-robin, one iteration each per round, for
 alike; each line reports the median. ``sparse-cge`` (95 % sparsity: about
 5 % of the ~1.5k weights estimated by forward differences, i.e. ~100 batched
 loss evaluations of a 16-step unroll per iteration, ~1 s on one core) is the
-slowest; ``--sparse-repeats N`` lets it join only the first N rounds when a
-larger network makes it too slow (its median is then over fewer iterations,
-as the header line says). The default run takes well under a minute on one core.
+slowest; ``--sparse-repeats N`` lets it (and its central-difference variant, twice
+the queries) join only the first N rounds when a larger network makes it too
+slow (its median is then over fewer iterations, as the header line says).
+Dense ``weight-cge`` (one forward difference per weight, ~1.5k batched loss
+evaluations per iteration) runs only when named in ``--only``. The default run
+takes about a minute on one core.
 
 Prints one line per method::
 
@@ -66,8 +69,16 @@ ESTIMATORS: dict[str, Any] = {
     "auto": "auto",
     "weight-rge": "weight-rge",
     "sparse-cge": SparseCGE(sparsity=0.95),
+    "sparse-cge-central": SparseCGE(sparsity=0.95, difference="central"),
+    "weight-cge": "weight-cge",
 }
 """Label -> estimator (a registry name with its defaults, or an object)."""
+
+OPT_IN = {"weight-cge"}
+"""Labels run only when named in ``--only`` (dense CGE: one query per weight, ~20 s per iteration)."""
+
+SPARSE = {"sparse-cge", "sparse-cge-central", "weight-cge"}
+"""Labels that join only the first ``--sparse-repeats`` rounds."""
 
 
 @dataclass
@@ -137,7 +148,9 @@ def main() -> None:
 
     experiment = load_experiment("ks")
     base = experiment.methods["fo-sol"]
-    labels = [label for label in ESTIMATORS if args.only is None or label in args.only]
+    labels = [
+        label for label in ESTIMATORS if (label in args.only if args.only is not None else label not in OPT_IN)
+    ]
     configs = {"FO-SOL": base}
     for label in labels:
         estimator = ESTIMATORS[label]
@@ -159,7 +172,7 @@ def main() -> None:
                 method.steps.clear()
             for round_ in range(args.repeats):
                 for method in methods:
-                    if method.label == "sparse-cge" and round_ >= sparse_repeats:
+                    if method.label in SPARSE and round_ >= sparse_repeats:
                         continue
                     iterate(method, sampler)
         finally:
@@ -171,7 +184,7 @@ def main() -> None:
     print(
         f"ks: {data.recipe.source_resolution} points, network {weights} weights, batch {base.batch_size}, "
         f"unroll {base.unroll}, threads {args.threads}; warm-up {args.warmup}, median of {args.repeats} "
-        f"interleaved rounds (sparse-cge: {sparse_repeats})"
+        f"interleaved rounds (weight-space CGE: {sparse_repeats})"
     )
     fo_time = statistics.median(methods[0].times)
     for method in methods:
