@@ -25,6 +25,7 @@ def test_the_benchmark_presets_are_shipped() -> None:
         "ginzburg_landau",
         "brusselator",
         "shallow_water",
+        "wake_long",
     } <= set(PRESETS)
 
 
@@ -42,3 +43,13 @@ def test_paper_cpu_is_the_paper_protocol_on_the_quick_budget() -> None:
     assert cpu.recipe == paper.recipe and cpu.eval_steps == paper.eval_steps
     for key in ("unroll", "iterations", "batch_size", "lr"):
         assert getattr(cpu.methods["fo-sol"], key) == getattr(quick.methods["fo-sol"], key), key
+
+
+def test_wake_long_is_the_quick_wake_at_unroll_16_with_clipping_for_every_method() -> None:
+    long, quick = load_experiment("wake_long"), load_experiment("quick")
+    assert long.recipe == quick.recipe and long.eval_steps == quick.eval_steps
+    assert {"non", "fo-sol", "zo-sol-stop-gradient", "zo-sol-identity"} <= set(long.methods)
+    for key, cfg in long.methods.items():
+        assert cfg.grad_clip == 1.0, key  # the same clipping for every method
+        if cfg.method != "non":
+            assert cfg.unroll >= 16 and cfg.curriculum, key
