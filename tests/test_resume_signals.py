@@ -7,6 +7,7 @@ to an uninterrupted in-process run of the same config.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -47,26 +48,32 @@ METHODS = {
 }
 
 
-# cheap methods train for longer, so a signal sent up to 0.4 s after the first checkpoint still lands
-# in training (NON's 120 iterations take about 0.3 s: the signal used to arrive after the run had ended)
-ITERATIONS = {"non": 1500, "fo-sol": 600}
+# every interrupted process must still be training when its signal arrives (up to 0.4 s after a
+# checkpoint): a fixed iteration count was too short for the cheap methods on a fast machine (NON at
+# 120 iterations took 0.3 s, stencil finished before its SIGTERM), so each method trains for at
+# least this long, measured on this machine
+MIN_TRAINING_S = 3.0
 
 
-def _iterations(key: str) -> int:
-    return ITERATIONS.get(key, 120)
-
-
-def _config(toy_dataset, key: str) -> RunConfig:
+def _config(toy_dataset, key: str, iterations: int) -> RunConfig:
     train_cfg = TrainConfig(
-        unroll=3, iterations=_iterations(key), batch_size=2, lr=3e-3, checkpoint_every=7, seed=5, **METHODS[key]
+        unroll=3, iterations=iterations, batch_size=2, lr=3e-3, checkpoint_every=7, seed=5, **METHODS[key]
     )
     return RunConfig(str(toy_dataset), ModelConfig(width=8, kernel_size=3), train_cfg)
 
 
-def _cli_args(toy_dataset, key: str, out) -> list[str]:
+def _iterations(tmp_path, toy_dataset, key: str) -> int:
+    """Iterations that take at least ``MIN_TRAINING_S`` here (at least 120), from a timed short run."""
+    train(_config(toy_dataset, key, 28), tmp_path / "timing", progress=False)
+    log = load_checkpoint(tmp_path / "timing" / "checkpoint.pt")["log"]
+    per_iteration = (log[-1]["wall_s"] - log[6]["wall_s"]) / (len(log) - 7)  # after the first checkpoint
+    return max(120, math.ceil(MIN_TRAINING_S / max(per_iteration, 1e-6)))
+
+
+def _cli_args(toy_dataset, key: str, out, iterations: int) -> list[str]:
     spec = METHODS[key]
     args = ["train", "--data", str(toy_dataset), "--out", str(out), "--quiet", "--method", spec["method"]]
-    args += ["--unroll", "3", "--iterations", str(_iterations(key)), "--batch-size", "2", "--lr", "3e-3", "--seed", "5"]
+    args += ["--unroll", "3", "--iterations", str(iterations), "--batch-size", "2", "--lr", "3e-3", "--seed", "5"]
     args += ["--set", "model.width=8", "--set", "model.kernel_size=3", "--set", "train.checkpoint_every=7"]
     if "estimator" in spec:
         args += ["--estimator", spec["estimator"]]
@@ -103,27 +110,28 @@ def _interrupt_at_random(args: list[str], out, sig: int, rng: random.Random) -> 
 )
 def test_signals_at_random_moments_then_resume_is_bit_identical(tmp_path, toy_dataset, key):
     rng = random.Random(sum(map(ord, key)))
+    iterations = _iterations(tmp_path, toy_dataset, key)
     out = tmp_path / "interrupted"
     codes = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
         resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
-        codes.append(_interrupt_at_random(_cli_args(toy_dataset, key, out) + resume, out, sig, rng))
+        codes.append(_interrupt_at_random(_cli_args(toy_dataset, key, out, iterations) + resume, out, sig, rng))
         if sig != signal.SIGKILL and (out / "checkpoint.pt").exists():
             ckpt = load_checkpoint(out / "checkpoint.pt")
             assert len(ckpt["log"]) == ckpt["iteration"]  # the checkpoint is one completed iteration
     assert sum(c in (128 + signal.SIGINT, 128 + signal.SIGTERM) for c in codes) >= 2, codes  # landed in training
     resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
     proc = subprocess.run(
-        [sys.executable, "-m", "sciml_zoo.cli", *_cli_args(toy_dataset, key, out), *resume],
+        [sys.executable, "-m", "sciml_zoo.cli", *_cli_args(toy_dataset, key, out, iterations), *resume],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    train(_config(toy_dataset, key), tmp_path / "reference", progress=False)
+    train(_config(toy_dataset, key, iterations), tmp_path / "reference", progress=False)
     a = load_checkpoint(out / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
-    assert a["iteration"] == b["iteration"] == _iterations(key)
+    assert a["iteration"] == b["iteration"] == iterations
     assert a["solver_steps"] == b["solver_steps"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
     assert [r["loss"] for r in a["log"]] == [r["loss"] for r in b["log"]]
