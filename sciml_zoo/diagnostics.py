@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import torch
 
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.config_io import parse_override
 from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.errors import ConfigError
@@ -47,7 +48,6 @@ from sciml_zoo.estimators.probes import finite_difference_jvp, random_directions
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.runs import build_model, load_model
 from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import make_gradient
 from sciml_zoo.train.objective import Windows, WindowSampler
 

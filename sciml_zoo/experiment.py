@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import sciml_zoo
+from sciml_zoo.config import ModelConfig, RunConfig, TrainConfig
 from sciml_zoo.config_io import apply_overrides, from_dict, load_toml
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.errors import ConfigError
-from sciml_zoo.runs import RunConfig
-from sciml_zoo.train.config import ModelConfig, TrainConfig
+from sciml_zoo.paths import check_name
 
 __all__ = [
     "Experiment",
@@ -172,11 +172,20 @@ def load_experiment(
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in preset {path}; valid: {sorted(_KEYS)}")
+    dataset = raw.get("dataset", "")
+    if isinstance(dataset, dict):
+        raise ConfigError(
+            f"{str(path)!r} holds a [dataset] table: it is a dataset recipe, not a preset; pass it to "
+            "`sciml-zoo generate`, or name it in a preset (dataset = \"my_recipe.toml\")"
+        )
+    if not isinstance(dataset, str):
+        raise ConfigError(f"dataset in preset {str(path)!r} must be a recipe name or .toml path, got {dataset!r}")
     # a built-in preset names built-in recipes; a user's preset may name a recipe file next to it
-    recipe = load_recipe(str(raw.get("dataset", "")), relative_to=None if path.parent == PRESET_DIR else path.parent)
+    recipe = load_recipe(dataset, relative_to=None if path.parent == PRESET_DIR else path.parent)
     model = from_dict(ModelConfig, raw.get("model", {}), where="[model]")
     shared = raw.get("train", {})
     methods_raw = raw.get("methods", {})
+    _check_methods(methods_raw, shared, path)
     if only:
         missing = sorted(set(only) - set(methods_raw))
         if missing:
@@ -197,6 +206,21 @@ def load_experiment(
         seeds=seed_list,
         eval_horizons=horizons,
     )
+
+
+def _check_methods(methods: Any, shared: Any, path: Path) -> None:
+    """``[methods]`` is a non-empty table of tables whose keys are plain names (each becomes ``out/runs/<key>``)."""
+    if not isinstance(shared, dict):
+        raise ConfigError(f"train in preset {str(path)!r} must be a table ([train]), got {shared!r}")
+    if not isinstance(methods, dict) or not methods:
+        raise ConfigError(
+            f"preset {str(path)!r} has {'an empty' if methods == {} else 'no'} [methods] table; add at least one "
+            'method, e.g. [methods.non] with method = "non"'
+        )
+    for key, table in methods.items():
+        check_name(key, what="method key in [methods]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"methods.{key} in preset {str(path)!r} must be a table ([methods.{key}]), got {table!r}")
 
 
 def _horizons(value: Any) -> tuple[int, ...]:

@@ -19,20 +19,21 @@ import inspect
 import json
 import os
 import pickle
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sciml_zoo.config import ModelConfig, RunConfig
 from sciml_zoo.config_io import from_dict
 from sciml_zoo.data.loading import Dataset
 from sciml_zoo.errors import ConfigError, DataError
 from sciml_zoo.nn import CorrectionNet, Normalization, build_body
+from sciml_zoo.paths import make_tool_dir
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 
 __all__ = [
     "RunConfig",
@@ -48,15 +49,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "sciml-zoo-checkpoint/2"
 """Written into every checkpoint; a checkpoint without it predates the safe format."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a training run: dataset file, model, training."""
-
-    data: str
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
 
 
 def build_model(config: ModelConfig, data: Dataset, *, seed: int) -> CorrectionNet:
@@ -154,15 +146,28 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
 
     The lock is an ``flock``: the kernel releases it when the process dies, even
     by ``kill -9``, so a crashed run never leaves the directory locked.
+
+    A ``.lock`` that is a symbolic link (or not a regular file) is refused, never
+    written through. A ``run_dir`` this call creates gets the tool's marker
+    (:func:`sciml_zoo.paths.make_tool_dir`), which ``--force`` requires.
     """
     run_dir = Path(run_dir)
+    lock = run_dir / ".lock"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        make_tool_dir(run_dir)  # marked as the tool's own only if this call creates it
+        # O_NOFOLLOW: a planted symlink .lock -> ~/important must not get the PID written through it
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP or lock.is_symlink():
+            raise ConfigError(
+                f"{str(lock)!r} is a symbolic link; refusing to write through it: delete it, or choose another --out"
+            ) from None
         raise ConfigError(
             f"cannot write run directory {str(run_dir)!r} ({exc.strerror}); choose another --out"
         ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{str(lock)!r} is not a regular file; delete it, or choose another --out")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -103,6 +103,44 @@ def test_evaluation_and_diagnostics_do_not_import_the_training_loop(module):
     assert "sciml_zoo.train.loop" not in loaded, f"{module} imports the training loop (data: sciml_zoo.data.loading)"
 
 
+TRAINING_ENTRY_POINTS = {
+    "cli.py": "`sciml-zoo train` runs the loop",
+    "compare.py": "trains every method of a preset",
+    "diagnostics.py": "`sciml-zoo diagnose` measures the training gradient (train.gradients, train.objective)",
+}
+"""The only modules outside ``train/`` that may import ``sciml_zoo.train``: the entry points that train."""
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_nothing_below_the_training_entry_points_imports_train():
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = _relative(path)
+        if name.startswith("train/") or name in TRAINING_ENTRY_POINTS:
+            continue
+        hits = sorted(m for m in _imported_modules(path) if m == "sciml_zoo.train" or m.startswith("sciml_zoo.train."))
+        if hits:
+            offenders[name] = hits
+    assert not offenders, f"modules below train/ that import it (config dataclasses: sciml_zoo.config): {offenders}"
+
+
+@pytest.mark.parametrize("module", ["sciml_zoo.config", "sciml_zoo.runs", "sciml_zoo.experiment"])
+def test_config_and_runs_load_no_training_module(module):
+    with multiprocessing.get_context("fork").Pool(processes=1, maxtasksperchild=1) as pool:
+        loaded = pool.apply(_loaded_after, (module,))
+    assert not [n for n in loaded if n.startswith("sciml_zoo.train")], f"{module} loads {loaded}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("module", _modules())
 def test_every_module_imports_alone_in_a_fresh_interpreter(module):

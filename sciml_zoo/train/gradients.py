@@ -26,13 +26,13 @@ from typing import Any, Protocol, cast
 import torch
 from torch import Tensor
 
+from sciml_zoo.config import TrainConfig
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import Estimator, SolverSpaceEstimator, WeightSpaceEstimator, ZOStep, make_zo_step
 from sciml_zoo.executors import ProcessPoolSolverExecutor, make_parallel_step
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box, counting, differentiable
-from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.objective import Windows, make_batched_sol_loss, trajectory_loss
 
 __all__ = [

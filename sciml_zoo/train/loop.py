@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from sciml_zoo.config import TrainConfig
 from sciml_zoo.data.loading import Dataset, load_dataset, source_solver
 from sciml_zoo.errors import ConfigError, DivergenceError, QueryFailure, SolverError
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
@@ -50,7 +51,6 @@ from sciml_zoo.runs import (
     save_checkpoint,
 )
 from sciml_zoo.solver import StepCounter
-from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.interrupts import interruptible
 from sciml_zoo.train.objective import Windows, WindowSampler
 from sciml_zoo.train.queries import FaultCounts, make_gradient_source, make_query_step, on_device

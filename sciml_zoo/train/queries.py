@@ -16,11 +16,11 @@ import torch
 from torch import Tensor
 
 from sciml_zoo import faults
+from sciml_zoo.config import TrainConfig
 from sciml_zoo.estimators.base import merge_stats
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.registry import resolve_file_solver
 from sciml_zoo.solver import Solver, StepCounter
-from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.gradients import make_gradient
 
 __all__ = ["FaultCounts", "make_query_step", "make_gradient_source", "on_device"]
