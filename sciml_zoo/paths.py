@@ -15,14 +15,19 @@ there (:func:`remove_tool_dir`), so it never deletes a folder it did not make.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import shutil
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sciml_zoo.errors import ConfigError
 
-__all__ = ["MARKER", "check_name", "safe_child", "make_tool_dir", "is_tool_dir", "remove_tool_dir"]
+__all__ = ["MARKER", "check_name", "safe_child", "make_tool_dir", "is_tool_dir", "remove_tool_dir", "file_lock"]
 
 MARKER = ".sciml-zoo-dir"
 """Written into each directory the tool creates; ``--force`` deletes only directories holding it."""
@@ -118,3 +123,50 @@ def remove_tool_dir(path: str | Path, *, flag: str = "--force") -> None:
             "delete or move it yourself, or choose another --out"
         )
     shutil.rmtree(path)
+
+
+@contextmanager
+def file_lock(lock: str | Path, *, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on file ``lock`` while writing ``what``; a second writer gets one line.
+
+    The kernel releases an ``flock`` when the process dies, even by ``kill -9``,
+    so a crash never leaves ``what`` locked. The holder's PID is written into
+    ``lock`` for the message. A ``lock`` that is a symbolic link (or not a
+    regular file) is refused, never written through.
+
+    Args:
+        lock: the lock file (created if missing; its parent must exist).
+        what: what the lock guards, for messages, e.g. ``"run directory 'runs/a'"``.
+
+    Raises:
+        ConfigError: ``lock`` is a symlink or not a regular file, cannot be
+            created, or another process holds it.
+    """
+    lock = Path(lock)
+    try:
+        # O_NOFOLLOW: a planted symlink .lock -> ~/important must not get the PID written through it
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or lock.is_symlink():
+            raise ConfigError(
+                f"{str(lock)!r} is a symbolic link; refusing to write through it: delete it, or choose another --out"
+            ) from None
+        raise ConfigError(f"cannot write {what} ({exc.strerror}); choose another --out") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{str(lock)!r} is not a regular file; delete it, or choose another --out")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(
+                f"{what} is being written by another process (pid {owner}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock

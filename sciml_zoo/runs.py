@@ -12,14 +12,10 @@ other object is refused before anything in it runs.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import inspect
 import json
-import os
 import pickle
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +28,7 @@ from sciml_zoo.config_io import from_dict
 from sciml_zoo.data.loading import Dataset
 from sciml_zoo.errors import ConfigError, DataError
 from sciml_zoo.nn import CorrectionNet, Normalization, build_body
-from sciml_zoo.paths import make_tool_dir
+from sciml_zoo.paths import file_lock, make_tool_dir
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable
 
 __all__ = [
@@ -152,38 +148,14 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     (:func:`sciml_zoo.paths.make_tool_dir`), which ``--force`` requires.
     """
     run_dir = Path(run_dir)
-    lock = run_dir / ".lock"
     try:
         make_tool_dir(run_dir)  # marked as the tool's own only if this call creates it
-        # O_NOFOLLOW: a planted symlink .lock -> ~/important must not get the PID written through it
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
-        if exc.errno == errno.ELOOP or lock.is_symlink():
-            raise ConfigError(
-                f"{str(lock)!r} is a symbolic link; refusing to write through it: delete it, or choose another --out"
-            ) from None
         raise ConfigError(
             f"cannot write run directory {str(run_dir)!r} ({exc.strerror}); choose another --out"
         ) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ConfigError(f"{str(lock)!r} is not a regular file; delete it, or choose another --out")
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ConfigError(
-                f"run directory {str(run_dir)!r} is being written by another process (pid {owner}); "
-                "wait for it to finish or choose another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    with file_lock(run_dir / ".lock", what=f"run directory {str(run_dir)!r}"):
         yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def clean_stale_temp_files(directory: str | Path) -> list[Path]:
