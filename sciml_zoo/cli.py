@@ -23,6 +23,7 @@ from sciml_zoo.cli_args import (
     trust_flags,
 )
 from sciml_zoo.errors import SciMLZooError
+from sciml_zoo.paths import safe_child
 from sciml_zoo.registry import solver_trust
 
 __all__ = ["main"]
@@ -33,7 +34,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from sciml_zoo.experiment import load_recipe
 
     recipe = load_recipe(args.recipe)
-    out = Path(args.out or f"data/{recipe.name}.h5")
+    out = Path(args.out) if args.out else safe_child("data", recipe.name, what="recipe name", suffix=".h5")
     check_writable_dir(out.parent, f"--out {str(out)!r}")
     path = generate_dataset(recipe, out, progress=not args.quiet, overwrite=args.overwrite)
     print(f"dataset written: {path}")
@@ -112,7 +113,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     overrides = list(args.set or []) + ([f"train.device={device(args.device)}"] if args.device else [])
     seeds = None if args.seeds is None else positive_int(args.seeds, "--seeds")
     exp = load_experiment(args.preset, overrides=overrides, only=args.methods, seeds=seeds)
-    out = Path(args.out or f"results/{exp.name}")
+    out = Path(args.out) if args.out else safe_child("results", exp.name, what="preset name (or give --out)")
     t0 = time.perf_counter()
     record = run_comparison(exp, out, progress=not args.quiet, force=args.force, device=args.device or "cpu")
     n = "" if exp.seeds is None else f", {len(exp.seeds)} seeds"

@@ -15,7 +15,6 @@ and ``fields.png``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from sciml_zoo.errors import ConfigError, SciMLZooError
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.experiment import Experiment
 from sciml_zoo.figures import plot_cost_accuracy, plot_error_band
+from sciml_zoo.paths import remove_tool_dir, safe_child
 from sciml_zoo.plots import field_name, plot_fields
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
 from sciml_zoo.runs import RunConfig, clean_stale_temp_files, config_hash, run_lock
@@ -59,7 +59,9 @@ class _Plan:
 
 
 def _run_dir(out: Path, key: str, seed: int | None) -> Path:
-    return out / "runs" / key if seed is None else out / "runs" / key / f"seed{seed}"
+    """``out/runs/<key>[/seed<seed>]``, each part a plain name that stays inside ``out`` (no symlinks)."""
+    key_dir = safe_child(safe_child(out, "runs", what="runs folder"), key, what="method key in [methods]")
+    return key_dir if seed is None else safe_child(key_dir, f"seed{seed}", what="seed folder")
 
 
 def _recorded_hash(run_dir: Path) -> str | None:
@@ -86,7 +88,7 @@ def _check_reuse(plans: list[_Plan], force: bool) -> None:
             "rerun with --force to retrain it, or use another --out"
         )
     for p in stale:
-        shutil.rmtree(p.dir)
+        remove_tool_dir(p.dir)  # only a folder the tool created (its marker): never a user's own
 
 
 def run_comparison(
@@ -105,7 +107,9 @@ def run_comparison(
 
 def _run_locked(exp: Experiment, out: Path, *, progress: bool, force: bool, device: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    data_path = generate_dataset(exp.recipe, out / "data" / f"{exp.recipe.name}.h5", progress=progress)
+    data_dir = safe_child(out, "data", what="data folder")
+    data_path = safe_child(data_dir, exp.recipe.name, what="recipe name", suffix=".h5")
+    data_path = generate_dataset(exp.recipe, data_path, progress=progress)
     data = load_dataset(data_path)
     solver = source_solver(data)  # built once: its capabilities here, its steps in evaluation
     labels = exp.labels()

@@ -106,7 +106,7 @@ def find_recipe(name: str, *, relative_to: Path | None = None) -> Path:
             if candidate.is_file():
                 return candidate
         raise ConfigError(f"dataset recipe file {name!r} not found; give an existing .toml path or a recipe name")
-    if name and (RECIPE_DIR / f"{name}.toml").is_file():
+    if name and len(name) < 200 and (RECIPE_DIR / f"{name}.toml").is_file():
         return RECIPE_DIR / f"{name}.toml"
     avail = sorted(f.stem for f in RECIPE_DIR.glob("*.toml"))
     raise ConfigError(
@@ -121,7 +121,9 @@ def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
     table = load_toml(path)
     if "dataset" not in table:
         raise ConfigError(f"{path} has no [dataset] table")
-    return from_dict(DatasetRecipe, table["dataset"], where=f"[dataset] of {path}")
+    recipe = from_dict(DatasetRecipe, table["dataset"], where=f"[dataset] of {path}")
+    check_name(recipe.name, what=f"name in [dataset] of {path}")  # it becomes data/<name>.h5
+    return recipe
 
 
 def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
