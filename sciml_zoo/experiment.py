@@ -178,7 +178,7 @@ def load_experiment(
     if isinstance(dataset, dict):
         raise ConfigError(
             f"{str(path)!r} holds a [dataset] table: it is a dataset recipe, not a preset; pass it to "
-            "`sciml-zoo generate`, or name it in a preset (dataset = \"my_recipe.toml\")"
+            '`sciml-zoo generate`, or name it in a preset (dataset = "my_recipe.toml")'
         )
     if not isinstance(dataset, str):
         raise ConfigError(f"dataset in preset {str(path)!r} must be a recipe name or .toml path, got {dataset!r}")
