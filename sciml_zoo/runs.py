@@ -5,9 +5,8 @@ Layout of ``run_dir``: ``config.json`` (config, seed, versions, dataset, hash),
 ``summary.json`` (written when the run finished) and ``.lock`` (held by the
 process writing the directory).
 
-Checkpoints are loaded with ``torch.load(weights_only=True)``: tensors, dicts,
-lists, tuples, strings, numbers, booleans and ``None`` only. A file holding any
-other object is refused before anything in it runs.
+Checkpoint files (tensors + JSON, no pickle, checked field by field) are
+read and written by :mod:`sciml_zoo.checkpoint`, re-exported here.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,13 +21,14 @@ from typing import Any
 
 import torch
 
+from sciml_zoo.checkpoint import CHECKPOINT_FORMAT, CheckpointFieldError, check_like, load_checkpoint, save_checkpoint
 from sciml_zoo.config import ModelConfig, RunConfig
 from sciml_zoo.config_io import from_dict
 from sciml_zoo.data.loading import Dataset
 from sciml_zoo.errors import ConfigError, DataError
 from sciml_zoo.nn import CorrectionNet, Normalization, build_body
 from sciml_zoo.paths import file_lock, make_tool_dir
-from sciml_zoo.provenance import atomic_path, environment, to_jsonable
+from sciml_zoo.provenance import environment, to_jsonable
 
 __all__ = [
     "RunConfig",
@@ -42,9 +41,6 @@ __all__ = [
     "run_lock",
     "clean_stale_temp_files",
 ]
-
-CHECKPOINT_FORMAT = "sciml-zoo-checkpoint/2"
-"""Written into every checkpoint; a checkpoint without it predates the safe format."""
 
 
 def build_model(config: ModelConfig, data: Dataset, *, seed: int) -> CorrectionNet:
@@ -72,52 +68,14 @@ def load_model(run_dir: str | Path, data: Dataset) -> CorrectionNet:
     ckpt = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     model = build_model(from_dict(ModelConfig, ckpt["config"]["model"], where="[model]"), data, seed=0)
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
+        check_like("model", ckpt.get("model"), model.state_dict())
+    except CheckpointFieldError as exc:
         raise DataError(
-            f"run {str(run_dir)!r} does not fit dataset {data.attrs.get('path', '?')!r} "
-            f"({first[1].strip() if len(first) > 1 else first[0]}); evaluate it on the dataset it was trained on"
-        ) from exc
-    return model
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically write ``state`` (tensors and JSON types only) as a checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint without executing anything in it.
-
-    Raises:
-        DataError: missing, corrupt, holding objects other than tensors and
-            plain data (refused: unpickling them could run code), or older
-            than the safe format.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint {str(path)!r} not found; train first with `sciml-zoo train`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        what = str(exc).split("Unsupported global:")[-1].split(".")[0].strip() if "global" in str(exc) else ""
-        raise DataError(
-            f"checkpoint {str(path)!r} holds objects other than tensors and plain data"
-            f"{f' ({what})' if what else ''}; refused, because loading it could run code. "
-            "Only open checkpoints written by sciml-zoo >= 0.2, or retrain"
+            f"run {str(run_dir)!r} does not fit dataset {data.attrs.get('path', '?')!r} or its checkpoint is "
+            f"corrupt ({exc}); evaluate it on the dataset it was trained on"
         ) from None
-    except Exception as exc:  # torch raises many types for a torn/corrupt file
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"checkpoint {str(path)!r} is corrupt ({msg}); delete the run directory and retrain") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format", "none") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise DataError(
-            f"checkpoint {str(path)!r} has format {found!r}, not {CHECKPOINT_FORMAT!r}: it was written by an "
-            "older sciml-zoo; delete the run directory and retrain (or pass --force to compare)"
-        )
-    return ckpt
+    model.load_state_dict(ckpt["model"])
+    return model
 
 
 def config_hash(config: RunConfig, dataset_hash: str) -> str:

@@ -36,8 +36,6 @@ MAX_LINES = 300
 LONG_MODULES = {
     "faults.py": "the fault policy is one state machine (timeouts, retries, bisecting failed members, restarts); "
     "split, its parts would share private state",
-    "train/loop.py": "the loop's checkpoint/rollback/drop logic shares the run's closures; "
-    "data, models and checkpoint files already live in data/loading.py and runs.py",
     "estimators/stencil.py": "the stencil estimator's fit, its N-D neighbourhood features and their docstrings "
     "(with the equations) belong together",
 }
