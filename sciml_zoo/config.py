@@ -84,9 +84,13 @@ class TrainConfig:
             object (and emptied) by ``__post_init__``.
         checkpoint_every: iterations between checkpoints (also on interrupt).
         seed: fixes initialisation, batch sampling and ZO directions.
-        workers: workers that run the solver queries of a non-batched adapter
-            in parallel (0: in this process). Ignored for batched adapters,
-            whose queries already go out as one call.
+        workers: worker processes of the ``executor``: the pool size of
+            ``process`` (>= 1; a batched adapter's batch is split evenly over
+            them, an unbatched one's sent a member per task), the LocalCluster
+            size of ``dask`` (0: Dask's default). With ``local``, ``workers >
+            0`` sends an unbatched adapter's queries to a process pool of that
+            size; a batched adapter stays in this process. FO-SOL always
+            queries in this process (autograd through the solver).
         grad_clip: clip the gradient's global L2 norm to this value
             (``torch.nn.utils.clip_grad_norm_``); ``None``: no clipping.
         curriculum: grow the unroll length 1 -> 2 -> 4 -> ... -> ``unroll`` in
@@ -101,6 +105,10 @@ class TrainConfig:
             dropped from the iteration's loss.
         max_consecutive_failures: stop after this many consecutive iterations
             with failed queries (members dropped or the iteration skipped).
+        max_dropped_share: stop when a training simulation, once drawn 10
+            times, was dropped (its queries failed after the retries) in more
+            than this share of its draws; the message names it and its
+            parameters (1.0: never stop for that).
         executor: where black-box queries run: ``local`` (this process),
             ``process`` (a local process pool of ``workers``) or ``dask``
             (``dask.distributed``: a LocalCluster of ``workers``, or the
@@ -130,6 +138,7 @@ class TrainConfig:
     timeout_s: float | None = None
     retries: int = 2
     max_consecutive_failures: int = 3
+    max_dropped_share: float = 0.1
     executor: str = "local"
     scheduler_address: str | None = None
     device: str = "cpu"
@@ -171,6 +180,9 @@ class TrainConfig:
         _check_number("lr", self.lr, positive=True, optional=False)
         _check_number("grad_clip", self.grad_clip, positive=True, optional=True)
         _check_number("timeout_s", self.timeout_s, positive=True, optional=True)
+        _check_number("max_dropped_share", self.max_dropped_share, positive=False, optional=False)
+        if not 0 <= self.max_dropped_share <= 1:
+            raise ConfigError(f"train.max_dropped_share must be a share in [0, 1], got {self.max_dropped_share}")
         for key in ("optimizer_options", "scheduler_options", "estimator_options"):
             value = getattr(self, key, {})  # estimator_options may move into the estimator object
             if not isinstance(value, dict):

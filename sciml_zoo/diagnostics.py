@@ -15,6 +15,10 @@ wall-clock, plus:
   gradients (on a black box, estimators that agree with a low-residual one
   are trustworthy).
 
+Every solver call goes through the fault policy (:mod:`sciml_zoo.faults`):
+failed queries are retried; one that still fails stops the diagnosis with one
+line.
+
 Estimators are registry names (:data:`sciml_zoo.estimators.ESTIMATORS`), each
 at most once; options use the config's keys, one ``NAME.KEY=VALUE`` per
 option (values parsed like ``--set``), e.g. on the CLI::
@@ -45,9 +49,10 @@ from sciml_zoo.estimators import (
     make_estimator,
 )
 from sciml_zoo.estimators.probes import finite_difference_jvp, random_directions
+from sciml_zoo.faults import FaultPolicy, make_query_step
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.runs import build_model, load_model
-from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box
+from sciml_zoo.solver import Solver, StepCounter, StepFn
 from sciml_zoo.train.gradients import make_gradient
 from sciml_zoo.train.objective import Windows, WindowSampler
 
@@ -178,7 +183,7 @@ def compare_gradients(
         if isinstance(est, SolverSpaceEstimator) and not est.blocks_gradient:
             residual = fit_residual(
                 est,
-                black_box(solver),
+                make_query_step(solver, policy=FaultPolicy()),
                 windows.initial,
                 windows.params,
                 mask=mask,

@@ -5,6 +5,12 @@ black-box solver (plus its correction) through the one rollout rule
 (:func:`~sciml_zoo.rollout.corrected_step` + :func:`~sciml_zoo.rollout.trajectory`);
 prediction i is compared with the downsampled reference frame i. Only the
 test split is read; nothing here imports training.
+
+Every solver call goes through the fault policy (:mod:`sciml_zoo.faults`,
+:data:`EVALUATION_POLICY` by default): a failed query (an exception,
+``SystemExit`` included, a timeout, NaN/Inf) is retried and counted. A test
+simulation that still fails cannot be dropped without biasing the table, so
+evaluation then stops with one line naming it and its parameters.
 """
 
 from __future__ import annotations
@@ -17,13 +23,17 @@ import torch
 import xarray as xr
 
 from sciml_zoo.data.loading import Dataset, source_solver
-from sciml_zoo.errors import ConfigError, check_positive_int
+from sciml_zoo.errors import ConfigError, QueryFailure, SolverError, check_positive_int
+from sciml_zoo.faults import FaultCounts, FaultPolicy, make_query_step
 from sciml_zoo.metrics import mae
 from sciml_zoo.rollout import corrected_step, trajectory
 from sciml_zoo.runs import load_model
-from sciml_zoo.solver import Solver, black_box
+from sciml_zoo.solver import Solver
 
-__all__ = ["rollout_test", "evaluate_methods", "default_steps"]
+__all__ = ["EVALUATION_POLICY", "rollout_test", "evaluate_methods", "default_steps"]
+
+EVALUATION_POLICY = FaultPolicy(retries=5)
+"""Evaluation's default fault policy: more retries than training's, as a test member cannot be dropped."""
 
 
 def default_steps(data: Dataset, preferred: int = 100) -> int:
@@ -32,9 +42,25 @@ def default_steps(data: Dataset, preferred: int = 100) -> int:
 
 
 def rollout_test(
-    solver: Solver, model: torch.nn.Module | None, data: Dataset, *, steps: int, device: str = "cpu"
+    solver: Solver,
+    model: torch.nn.Module | None,
+    data: Dataset,
+    *,
+    steps: int,
+    device: str = "cpu",
+    policy: FaultPolicy | None = None,
+    counts: FaultCounts | None = None,
+    label: str = "SRC",
 ) -> torch.Tensor:
-    """Test trajectories ``(S_test, steps, C, *spatial)`` of solver (+ correction), on the CPU."""
+    """Test trajectories ``(S_test, steps, C, *spatial)`` of solver (+ correction), on the CPU.
+
+    Solver calls run under ``policy`` (default :data:`EVALUATION_POLICY`),
+    faults counted in ``counts``.
+
+    Raises:
+        SolverError: a test simulation's query failed after the retries (one
+            line naming ``label``, the simulation, its parameters and the step).
+    """
     test = data.test
     check_positive_int("evaluation steps", steps, hint="; e.g. --steps 50")
     if steps >= test.states.shape[1]:
@@ -43,14 +69,33 @@ def rollout_test(
             "or fewer"
         )
     dev = torch.device(device)
-    bb = black_box(solver)
+    guarded = make_query_step(solver, policy=policy or EVALUATION_POLICY, counts=counts)
+    done = 0
 
     def step(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return bb(state.cpu(), params.cpu()).to(dev)
+        nonlocal done
+        try:
+            out = guarded(state.cpu(), params.cpu()).to(dev)
+        except QueryFailure as failure:
+            raise SolverError(_failed_member(data, failure, label=label, step=done + 1)) from None
+        done += 1
+        return out
 
     with torch.no_grad():
         rule = corrected_step(step, None if model is None else model.to(dev))
         return trajectory(rule, test.states[:, 0].to(dev), test.params.to(dev), steps).cpu()
+
+
+def _failed_member(data: Dataset, failure: QueryFailure, *, label: str, step: int) -> str:
+    members = list(failure.members) or list(range(len(data.test)))
+    names = list(data.recipe.param_names) or [f"p{i}" for i in range(data.test.params.shape[1])]
+    sim = members[0]
+    values = ", ".join(f"{n}={float(v):g}" for n, v in zip(names, data.test.params[sim], strict=True))
+    more = f" (and {len(members) - 1} more)" if len(members) > 1 else ""
+    return (
+        f"evaluating {label}: the solver failed for test simulation {sim} ({values}){more} at step {step} "
+        f"after the retries (last error: {failure.last_error}); fix the solver for these parameters"
+    )
 
 
 def evaluate_methods(
@@ -60,6 +105,8 @@ def evaluate_methods(
     steps: int,
     device: str = "cpu",
     solver: Solver | None = None,
+    policy: FaultPolicy | None = None,
+    counts: FaultCounts | None = None,
 ) -> tuple[xr.DataArray, dict[str, torch.Tensor]]:
     """MAE of every method against the reference.
 
@@ -69,6 +116,8 @@ def evaluate_methods(
         steps: rollout length.
         device: where the networks run (solvers stay on the CPU).
         solver: the dataset's source solver, if the caller built it already.
+        policy: fault policy of the solver calls (default :data:`EVALUATION_POLICY`).
+        counts: where faults are counted (failures, retries, timeouts), if given.
     Returns:
         ``errors`` with dims ``(method, sim, step)`` (step 1..steps), every
         physical parameter of each test simulation as coordinates, and the
@@ -79,7 +128,7 @@ def evaluate_methods(
     errs, trajectories = [], {}
     for label, run in runs.items():
         model = None if run is None else load_model(run, data).eval()
-        pred = rollout_test(solver, model, data, steps=steps, device=device)
+        pred = rollout_test(solver, model, data, steps=steps, device=device, policy=policy, counts=counts, label=label)
         trajectories[label] = pred
         errs.append(mae(pred, reference, data.mask).numpy())
     params = data.test.params.numpy()

@@ -19,6 +19,14 @@ not end an overnight run (nevergrad#49, evotorch#50). The policy:
   failed iterations in a row;
 * everything is counted in :class:`FaultCounts`.
 
+Every solver call of the package goes through :class:`GuardedStep`: the
+black-box queries of NON and ZO-SOL on any executor, FO-SOL's differentiable
+steps (``differentiable=True``: in this process, autograd kept), evaluation
+and diagnostics. A ``SystemExit`` or ``KeyboardInterrupt`` *raised by the
+solver* is a fault like any other error (counted, retried, contained); a real
+Ctrl-C or SIGTERM delivered to the process during a query still interrupts
+(:class:`_SignalWatch` tells the two apart).
+
 A wrong shape or dtype is an adapter bug, not bad luck: it is raised at once
 as :class:`~sciml_zoo.errors.SolverError`, never retried.
 """
@@ -27,7 +35,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -35,6 +45,7 @@ import torch
 from torch import Tensor
 
 from sciml_zoo.errors import ConfigError, QueryFailure, SolverError
+from sciml_zoo.estimators.base import merge_stats
 from sciml_zoo.executors import (
     DaskSolverExecutor,
     ProcessPoolSolverExecutor,
@@ -121,6 +132,67 @@ class FaultCounts:
             if f.name in state:
                 setattr(self, f.name, int(state[f.name]))
 
+    load = load_state_dict
+
+    def add(self, key: str, n: int) -> None:
+        """Add ``n`` to the count ``key`` (e.g. ``"dropped_members"``)."""
+        setattr(self, key, int(getattr(self, key)) + int(n))
+
+    def row(self, sources: Iterable[Any]) -> dict[str, int | float]:
+        """The counts plus every gradient source's numeric ``stats()`` (a ``log.csv`` row's fault part).
+
+        With a curriculum there is one source per unroll length: counts add up
+        over them, gauges (e.g. the band radius) take the largest (:func:`merge_stats`).
+        """
+        out: dict[str, int | float] = dict(self.as_dict())
+        for source in sources:
+            merge_stats(out, source.stats())
+        return out
+
+
+class _SignalWatch:
+    """Tells a real SIGINT/SIGTERM from a ``KeyboardInterrupt``/``SystemExit`` that a solver raised.
+
+    While a query round runs (main thread only), the Python-level handlers of
+    SIGINT and SIGTERM are wrapped so that a delivered signal is noted before
+    the original handler runs (and raises, as Python's default Ctrl-C handler
+    and the training loop's :mod:`~sciml_zoo.train.interrupts` do). An
+    exception that is not an ``Exception`` is then a fault of the solver unless
+    a signal was noted. Signals whose handler is the OS default (SIGTERM
+    outside training) are not touched: they end the process as before.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalWatch:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self._SIGNALS:
+                handler = signal.getsignal(sig)
+                if callable(handler):
+                    self._saved[sig] = handler
+                    signal.signal(sig, self._noting(handler))
+        return self
+
+    def _noting(self, handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def noted(signum: int, frame: Any) -> Any:
+            self.signalled = True
+            return handler(signum, frame)
+
+        return noted
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+
+    def is_fault(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised while collecting a query, is the solver's failure (not a real signal)."""
+        return isinstance(exc, Exception) or not self.signalled
+
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, QueryFailure):  # an adapter's own failure report: keep its underlying error
@@ -137,12 +209,16 @@ def _rows(state: Tensor, params: Tensor, idx: list[int]) -> tuple[Tensor, Tensor
 
 
 class GuardedStep:
-    """A black-box step whose queries run on ``executor`` under ``policy``.
+    """A solver step whose queries run on ``executor`` under ``policy``.
 
     Calling it with ``state`` (B, C, *spatial) and ``params`` (B, P) returns
     the next states (B, C, *spatial), detached, on the input's device, in
     order, or raises :class:`~sciml_zoo.errors.QueryFailure` naming the members
-    that still failed after ``policy.retries`` retries.
+    that still failed after ``policy.retries`` retries. With
+    ``differentiable=True`` (FO-SOL; ``executor`` must run in this process
+    with autograd on, :class:`~sciml_zoo.executors.VectorizedExecutor` with
+    ``differentiable=True``) the inputs are not detached and the result
+    carries the solver's autograd graph.
     """
 
     def __init__(
@@ -154,16 +230,24 @@ class GuardedStep:
         *,
         name: str | None = None,
         owns_executor: bool = False,
+        differentiable: bool = False,
     ) -> None:
         self.executor, self.solver, self.policy, self.counts = executor, solver, policy, counts
         self.name = name or getattr(solver, "name", "solver")
         self.owns_executor = owns_executor
+        self.differentiable = differentiable
+        if differentiable and not getattr(executor, "differentiable", False):
+            raise ConfigError(f"a differentiable guarded step needs an in-process executor, not {executor!r}")
         self.__name__ = f"guarded({self.name}, {type(executor).__name__})"
 
     def __call__(self, state: Tensor, params: Tensor) -> Tensor:
-        s, p = state.detach(), params.detach()
+        with _SignalWatch() as watch:
+            return self._call(state, params, watch)
+
+    def _call(self, state: Tensor, params: Tensor, watch: _SignalWatch) -> Tensor:
+        s, p = (state, params) if self.differentiable else (state.detach(), params.detach())
         n = len(s)
-        out = torch.empty_like(s)
+        out = torch.empty_like(s, requires_grad=False)
         groups = [list(r) for r in self.executor.plan(self.solver, n)]
         errors: dict[int, str] = {}
         attempt = 0
@@ -172,7 +256,7 @@ class GuardedStep:
             blocks = [_rows(s, p, idx) for idx in groups]
             futures = self.executor.submit_tasks(self.solver, blocks, timeout_s=self.policy.timeout_s)
             tasks = list(zip(groups, futures, strict=True))
-            failed = self._collect(tasks, s, out, errors)
+            failed = self._collect(tasks, s, out, errors, watch)
             self.executor.recover()
             self.counts.restarts += self.executor.restarts - before
             if not failed:
@@ -190,12 +274,16 @@ class GuardedStep:
             self.counts.retries += len(failed)
             groups = [[i] for i in sorted(failed)]
 
-    def _collect(self, tasks: list[tuple[list[int], Any]], s: Tensor, out: Tensor, errors: dict[int, str]) -> list[int]:
+    def _collect(
+        self, tasks: list[tuple[list[int], Any]], s: Tensor, out: Tensor, errors: dict[int, str], watch: _SignalWatch
+    ) -> list[int]:
         failed: list[int] = []
         for idx, future in tasks:
             try:
                 res = future.result()
-            except Exception as exc:  # noqa: BLE001 - any adapter error is a failed query
+            except BaseException as exc:  # noqa: BLE001 - any adapter error, SystemExit included, is a failed query
+                if not watch.is_fault(exc):
+                    raise  # a real Ctrl-C or SIGTERM: stop waiting, let the caller save and stop
                 failed += idx
                 self.counts.failures += len(idx)
                 if isinstance(exc, (QueryTimeout, TimeoutError)):
@@ -288,8 +376,9 @@ def make_query_step(
     policy: FaultPolicy | None = None,
     counts: FaultCounts | None = None,
     threads_per_worker: int = 1,
+    differentiable: bool = False,
 ) -> GuardedStep:
-    """The fanned-out, guarded black-box step of the training loop.
+    """The guarded solver step: every solver call of training, evaluation and diagnostics.
 
     Args:
         solver: the driver's solver (called directly by ``"local"``; gives the
@@ -306,6 +395,9 @@ def make_query_step(
         policy: the fault policy (default :class:`FaultPolicy()`).
         counts: where faults are counted (default: a fresh :class:`FaultCounts`).
         threads_per_worker: threads per Dask worker / torch threads per process.
+        differentiable: keep autograd through the solver (FO-SOL): queries run
+            in this process (``executor="local"`` only) on a differentiable
+            adapter; failures are retried and counted like black-box ones.
 
     Returns:
         A :class:`GuardedStep`; call ``close()`` when done to stop workers.
@@ -314,6 +406,16 @@ def make_query_step(
     counts = counts if counts is not None else FaultCounts()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers must be an int >= 0, got {workers!r}")
+    if differentiable:
+        if executor != "local":
+            raise ConfigError(f"a differentiable (FO-SOL) step runs in this process; executor {executor!r} cannot")
+        if not solver.capabilities.differentiable:
+            raise SolverError(
+                f"solver {solver.name!r} is not differentiable; use a zeroth-order method "
+                "(--method zo-sol) or NON instead of fo-sol"
+            )
+        local = VectorizedExecutor(differentiable=True)
+        return GuardedStep(local, solver, policy, counts, owns_executor=True, differentiable=True)
     if isinstance(executor, SolverExecutor):
         return GuardedStep(executor, solver, policy, counts)
     if executor not in EXECUTORS:

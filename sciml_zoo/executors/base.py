@@ -82,25 +82,27 @@ def task_deadline(solver: Solver, rows: int, timeout_s: float | None) -> float |
     return base + max(1.0, 0.25 * base) if own_deadline(solver) is not None else base
 
 
-def call_with_timeout(fn: Callable[[], T], timeout_s: float | None, *, what: str) -> T:
+def call_with_timeout(fn: Callable[[], T], timeout_s: float | None, *, what: str, grad: bool = False) -> T:
     """Run ``fn()`` and stop waiting for it after ``timeout_s`` seconds.
 
-    With a timeout, ``fn`` runs in a fresh daemon thread under
-    ``torch.no_grad``; if it has not returned in time, :class:`QueryTimeout` is
+    ``fn`` runs under ``torch.no_grad`` (``torch.enable_grad`` with ``grad``:
+    a differentiable FO-SOL step). With a timeout, ``fn`` runs in a fresh
+    daemon thread; if it has not returned in time, :class:`QueryTimeout` is
     raised and the thread is *abandoned*: Python cannot kill a thread, so a
     truly hung Python adapter keeps its thread (and whatever it holds) until
     it returns or the process exits. Use the process or Dask executor when
     hung calls must be reclaimed, or an adapter with its own deadline.
     """
+    mode = torch.enable_grad if grad else torch.no_grad
     if timeout_s is None:
-        with torch.no_grad():
+        with mode():
             return fn()
     box: dict[str, Any] = {}
     done = threading.Event()
 
     def target() -> None:
         try:
-            with torch.no_grad():
+            with mode():
                 box["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             box["error"] = exc
@@ -138,6 +140,8 @@ class SolverExecutor:
     """
 
     restarts: int = 0
+    differentiable: bool = False
+    """Calls keep autograd (in-process executors only; for FO-SOL's guarded step)."""
 
     def submit(self, solver: Solver, states: Tensor, params: Tensor) -> Future[Tensor]:
         """Schedule ``states`` (N, C, *spatial) with ``params`` (N, P); the future holds (N, C, *spatial)."""
@@ -167,7 +171,10 @@ class SolverExecutor:
         name = getattr(solver, "name", "solver")
         future = completed(
             lambda: call_with_timeout(
-                lambda: self.submit(solver, states, params).result(), deadline, what=f"{name}.step"
+                lambda: self.submit(solver, states, params).result(),
+                deadline,
+                what=f"{name}.step",
+                grad=self.differentiable,
             )
         )
         self.restarts += int(getattr(solver, "restarts", 0)) - before
@@ -200,11 +207,14 @@ class VectorizedExecutor(SolverExecutor):
             chunk is padded by repeating its last row, so a jit-compiled
             solver always sees the same batch size and never retraces; the
             padding is stripped from the result.
+        differentiable: run the solver with autograd on (FO-SOL's guarded
+            step); otherwise under ``torch.no_grad``.
     """
 
-    def __init__(self, chunk_size: int | None = None) -> None:
+    def __init__(self, chunk_size: int | None = None, *, differentiable: bool = False) -> None:
         check_positive_int("chunk_size", chunk_size, optional=True)
         self.chunk_size = chunk_size
+        self.differentiable = differentiable
         self.restarts = 0
 
     def submit(self, solver: Solver, states: Tensor, params: Tensor) -> Future[Tensor]:

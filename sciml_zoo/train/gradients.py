@@ -29,10 +29,10 @@ from torch import Tensor
 from sciml_zoo.config import TrainConfig
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import Estimator, SolverSpaceEstimator, WeightSpaceEstimator, ZOStep, make_zo_step
-from sciml_zoo.executors import ProcessPoolSolverExecutor, make_parallel_step
+from sciml_zoo.faults import FaultCounts, FaultPolicy, make_query_step
 from sciml_zoo.nn import CorrectionNet
 from sciml_zoo.rollout import corrected_rollout
-from sciml_zoo.solver import Solver, StepCounter, StepFn, black_box, counting, differentiable
+from sciml_zoo.solver import Solver, StepCounter, StepFn, counting
 from sciml_zoo.train.objective import Windows, make_batched_sol_loss, trajectory_loss
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "GradientSource",
     "SolverSpaceGradient",
     "WeightSpaceGradient",
-    "black_box_step",
     "make_gradient",
 ]
 
@@ -130,24 +129,6 @@ class WeightSpaceGradient:
         return self.estimator.stats()
 
 
-def black_box_step(
-    solver: Solver, *, workers: int = 0, solver_spec: tuple[str, dict[str, Any]] | None = None
-) -> StepFn:
-    """The solver's black-box step, fanned out to a process pool if it helps.
-
-    A batched adapter already answers a whole batch of queries in one call. A
-    non-batched one (a closed binary, a numba kernel) gets ``workers``
-    processes, each building its own solver from ``solver_spec`` (registered
-    name and options) once.
-    """
-    if workers <= 0 or solver.capabilities.batched:
-        return black_box(solver)
-    if solver_spec is None:
-        raise ConfigError("train.workers > 0 needs the solver's registered name and options")
-    executor = ProcessPoolSolverExecutor(solver_spec[0], solver_spec[1], max_workers=workers)
-    return make_parallel_step(solver, executor)
-
-
 def make_gradient(
     cfg: TrainConfig,
     model: CorrectionNet,
@@ -155,7 +136,7 @@ def make_gradient(
     counter: StepCounter,
     *,
     step_fn: StepFn | None = None,
-    solver_spec: tuple[str, dict[str, Any]] | None = None,
+    counts: FaultCounts | None = None,
 ) -> GradientSource:
     """Build the gradient source for ``cfg.method`` (and ``cfg.estimator``).
 
@@ -164,26 +145,38 @@ def make_gradient(
         model: the correction network.
         solver: the source solver.
         counter: counts every solver sample-step.
-        step_fn: an already-built black-box step (e.g. guarded by a fault
-            policy or fanned out to an executor); default
-            :func:`black_box_step` of ``solver``.
-        solver_spec: registered name and options, for worker processes when
-            ``cfg.workers > 0`` and no ``step_fn`` is given.
+        step_fn: the guarded solver step (:func:`sciml_zoo.faults.make_query_step`:
+            black-box for NON and ZO-SOL, ``differentiable=True`` for FO-SOL),
+            e.g. fanned out to an executor; default: a guarded step in this
+            process under ``cfg``'s fault policy, faults counted in ``counts``.
+        counts: where the default step counts faults (default: a fresh one).
 
+    Every solver call goes through the fault policy (:mod:`sciml_zoo.faults`).
     The estimator is copied with :meth:`~sciml_zoo.estimators.Estimator.fresh`,
     so the config object never holds a run's state.
     """
+    if step_fn is None:
+        if cfg.executor != "local" or cfg.workers > 0:
+            raise ConfigError(
+                f"train.executor={cfg.executor!r}, workers={cfg.workers}: pass the step built by "
+                "sciml_zoo.train.queries.make_query_step (it owns the workers) as step_fn"
+            )
+        policy = FaultPolicy(
+            timeout_s=cfg.timeout_s, retries=cfg.retries, max_consecutive_failures=cfg.max_consecutive_failures
+        )
+        step_fn = make_query_step(solver, policy=policy, counts=counts, differentiable=cfg.method == "fo-sol")
     if cfg.method == "fo-sol":
-        return BackpropGradient(model, counting(differentiable(solver), counter), steps=cfg.steps)
-    raw = step_fn if step_fn is not None else black_box_step(solver, workers=cfg.workers, solver_spec=solver_spec)
+        if not getattr(step_fn, "differentiable", True):
+            raise ConfigError("FO-SOL needs the differentiable guarded step (make_query_step(differentiable=True))")
+        return BackpropGradient(model, counting(step_fn, counter), steps=cfg.steps)
     if cfg.method == "non":
-        return BackpropGradient(model, counting(raw, counter), steps=1)
+        return BackpropGradient(model, counting(step_fn, counter), steps=1)
     if not isinstance(cfg.estimator, Estimator):  # TrainConfig builds it; guard direct construction
         raise ConfigError(f"train.estimator {cfg.estimator!r} was not built; construct TrainConfig normally")
     estimator = cfg.estimator.fresh()
     if isinstance(estimator, SolverSpaceEstimator):
-        zo = make_zo_step(raw, estimator, counter=counter, mask=cast(Tensor, model.mask).bool())
+        zo = make_zo_step(step_fn, estimator, counter=counter, mask=cast(Tensor, model.mask).bool())
         return SolverSpaceGradient(model, zo, steps=cfg.steps)
     if isinstance(estimator, WeightSpaceEstimator):
-        return WeightSpaceGradient(model, counting(raw, counter), steps=cfg.steps, estimator=estimator)
+        return WeightSpaceGradient(model, counting(step_fn, counter), steps=cfg.steps, estimator=estimator)
     raise ConfigError(f"estimator {estimator.name!r} is neither solver- nor weight-space")
