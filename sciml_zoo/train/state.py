@@ -154,7 +154,8 @@ class TrainState:
         """
         missing = [key for key in STATE_FIELDS + (("parts",) if self.parts else ()) if key not in state]
         if missing:
-            raise CheckpointFieldError(", ".join(missing), "is missing")
+            also = f" (and {', '.join(missing[1:])})" if missing[1:] else ""
+            raise CheckpointFieldError(missing[0], f"is missing{also}")
         cfg = self.cfg
         check_like("model", state["model"], self.model.state_dict())
         self._check_optimizer(state["optimizer"])
@@ -170,9 +171,8 @@ class TrainState:
         iteration = check_count("iteration", state["iteration"], high=cfg.iterations)
         log = state["log"]
         if not isinstance(log, list) or len(log) != iteration or not all(isinstance(r, dict) for r in log):
-            raise CheckpointFieldError(
-                "log", f"must be a list of {iteration} rows (one per iteration), got {log!r:.60}"
-            )
+            got = f"a list of {len(log)}" if isinstance(log, list) else f"{log!r:.40}"
+            raise CheckpointFieldError("log", f"must be a list of {iteration} rows (one per iteration), got {got}")
         check_plain("log", log)
         check_number("wall_s", state["wall_s"])
         check_count("skipped_in_a_row", state["skipped_in_a_row"], high=cfg.max_consecutive_failures)
