@@ -15,11 +15,13 @@ from pathlib import Path
 
 from sciml_zoo.cli_args import (
     Parser,
+    check_output_file,
     check_writable_dir,
     device,
     integer,
     positive_int,
     solver_trust_of,
+    threads,
     trust_flags,
 )
 from sciml_zoo.errors import SciMLZooError
@@ -35,6 +37,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.recipe)
     out = Path(args.out) if args.out else safe_child("data", recipe.name, what="recipe name", suffix=".h5")
+    if out.is_dir():
+        raise SciMLZooError(f"--out {str(out)!r} is a folder; give the dataset file, e.g. {out}/{recipe.name}.h5")
     check_writable_dir(out.parent, f"--out {str(out)!r}")
     path = generate_dataset(recipe, out, progress=not args.quiet, overwrite=args.overwrite)
     print(f"dataset written: {path}")
@@ -67,6 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     overrides += [f"train.{k}={getattr(args, k)}" for k in _TRAIN_FLAGS if getattr(args, k) is not None]
     overrides += args.set or []
     config = load_run_config(args.config, overrides)
+    device(config.train.device, "--device" if args.device else "train.device")  # one this machine has
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     loss = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
     print(
@@ -82,19 +87,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from sciml_zoo.provenance import atomic_path
     from sciml_zoo.tables import comparison_rows, format_table
 
+    if args.out:  # before any work: the evaluation is not thrown away for a bad --out
+        check_output_file(Path(args.out), "--out", overwrite=args.overwrite)
+    on = device(args.device)
+    steps = None if args.steps is None else positive_int(args.steps, "--steps")
     data = load_dataset(args.data)
     runs: dict[str, str | None] = {"SRC": None}
     summaries: dict[str, list[dict]] = {}
     for run in args.runs:
-        summary_path = Path(run) / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        summary = _read_summary(Path(run) / "summary.json")
         label = summary.get("label", Path(run).name)
         if label in runs:  # two runs of one method: keep both rows apart
             label = f"{label} ({run})"
         runs[label] = run
         summaries[label] = [summary] if summary else []
-    steps = default_steps(data) if args.steps is None else positive_int(args.steps, "--steps")
-    errors, _ = evaluate_methods(data, runs, steps=steps, device=device(args.device))
+    steps = default_steps(data) if steps is None else steps
+    errors, _ = evaluate_methods(data, runs, steps=steps, device=on)
     print(format_table(comparison_rows(errors, list(runs), summaries)))
     if args.out:
         try:
@@ -106,6 +114,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             ) from None
 
 
+def _read_summary(path: Path) -> dict:
+    """A run's ``summary.json`` (``{}`` if it has none: an unfinished run), refused in one line if corrupt."""
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SciMLZooError(f"{str(path)!r} is corrupt ({exc}); delete it, or retrain the run") from None
+    if not isinstance(summary, dict):
+        raise SciMLZooError(f"{str(path)!r} is not a run summary (a JSON object); delete it, or retrain the run")
+    return summary
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sciml_zoo.compare import run_comparison
     from sciml_zoo.experiment import load_experiment
@@ -113,6 +134,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     overrides = list(args.set or []) + ([f"train.device={device(args.device)}"] if args.device else [])
     seeds = None if args.seeds is None else positive_int(args.seeds, "--seeds")
     exp = load_experiment(args.preset, overrides=overrides, only=args.methods, seeds=seeds)
+    for key, cfg in exp.methods.items():
+        device(cfg.device, "--device" if args.device else f"methods.{key}.device")  # one this machine has
     out = Path(args.out) if args.out else safe_child("results", exp.name, what="preset name (or give --out)")
     t0 = time.perf_counter()
     record = run_comparison(exp, out, progress=not args.quiet, force=args.force, device=args.device or "cpu")
@@ -170,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     trust = trust_flags()
     p.add_argument(
         "--threads",
-        type=int,
+        type=threads,
         default=1,
         help="torch intra-op threads (default 1: the small grids here gain little from more, "
         "and OpenMP spin-waiting makes oversubscribed runs many times slower)",
@@ -218,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", help="rollout horizon (default: min(100, test frames - 1))")
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", help="write per-step errors as NetCDF")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     e.set_defaults(func=_cmd_evaluate)
 
     c = sub.add_parser("compare", help="generate, train every method, evaluate: the full table", parents=[trust])

@@ -17,7 +17,17 @@ from sciml_zoo.config_io import parse_override
 from sciml_zoo.errors import SciMLZooError
 from sciml_zoo.registry import SolverTrust
 
-__all__ = ["Parser", "trust_flags", "solver_trust_of", "check_writable_dir", "device", "positive_int", "integer"]
+__all__ = [
+    "Parser",
+    "trust_flags",
+    "solver_trust_of",
+    "check_writable_dir",
+    "check_output_file",
+    "device",
+    "positive_int",
+    "integer",
+    "threads",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,11 +89,43 @@ def check_writable_dir(folder: Path, what: str) -> None:
 
 
 def device(text: str, flag: str = "--device") -> str:
+    """``text`` if it names a torch device that this machine has (``cpu``, ``cuda[:N]``, ``mps``, ``xpu[:N]``)."""
     try:
-        torch.device(text)
-    except (RuntimeError, ValueError):
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
         raise SciMLZooError(f"{flag} {text!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return text
+    backend = getattr(torch, dev.type, None) if dev.type in ("cuda", "mps", "xpu") else None
+    if backend is None:
+        raise SciMLZooError(f"{flag} {text!r}: device type {dev.type!r} is not supported; use cpu or cuda")
+    if not backend.is_available():
+        why = " (this torch was built without CUDA)" if dev.type == "cuda" and torch.version.cuda is None else ""
+        raise SciMLZooError(f"{flag} {text!r}: no {dev.type} device is available on this machine{why}; use {flag} cpu")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if dev.index is not None and dev.index >= count:
+        raise SciMLZooError(f"{flag} {text!r}: this machine has {count} {dev.type} device(s), 0 to {count - 1}")
     return text
+
+
+def check_output_file(path: Path, flag: str, *, overwrite: bool, fix: str = "pass --overwrite to replace it") -> None:
+    """Refuse an output file before any work: a folder, an existing file (unless ``overwrite``), an unwritable place."""
+    if path.is_dir():
+        raise SciMLZooError(f"cannot write {flag} {str(path)!r}: it is a folder; give a file path, e.g. {path}/out.nc")
+    if path.exists() and not overwrite:
+        raise SciMLZooError(f"{flag} {str(path)!r} already exists; {fix}, or choose another path")
+    check_writable_dir(path.parent, f"{flag} {str(path)!r}")
+
+
+def threads(text: str) -> int:
+    """argparse type of ``--threads``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}; e.g. --threads 1")
+    return value
 
 
 def positive_int(text: str, flag: str) -> int:

@@ -91,6 +91,13 @@ def _check_reuse(plans: list[_Plan], force: bool) -> None:
         remove_tool_dir(p.dir)  # only a folder the tool created (its marker): never a user's own
 
 
+def _check_unrolls(exp: Experiment) -> None:
+    """Every method's unroll (its curriculum's last stage) fits the recipe's trajectories: one line if not."""
+    for key, cfg in exp.methods.items():
+        fix = f"methods.{key}.unroll="
+        cfg.check_trajectory_length(exp.recipe.num_frames, dataset=f"recipe {exp.recipe.name!r}", fix=fix)
+
+
 def run_comparison(
     exp: Experiment, out: str | Path, *, progress: bool = True, force: bool = False, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -100,6 +107,7 @@ def run_comparison(
     line) and cleared of temp files that killed writes left.
     """
     out = Path(out)
+    _check_unrolls(exp)  # before any folder or dataset is made
     with run_lock(out):
         clean_stale_temp_files(out)
         return _run_locked(exp, out, progress=progress, force=force, device=device)

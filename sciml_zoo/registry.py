@@ -105,7 +105,16 @@ _EXTRAS = {
 
 
 def _names_code(name: str) -> bool:
+    _check_solver_name(name)
     return ":" in name
+
+
+def _check_solver_name(name: object) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"solver must be a registered solver name (a string, see `sciml-zoo solvers`), got {name!r}; "
+            'e.g. solver = "toy-diffusion"'
+        )
 
 
 def _load_code(name: str) -> Callable[..., Solver]:
@@ -139,6 +148,7 @@ def _load_code(name: str) -> Callable[..., Solver]:
 
 
 def _load(name: str) -> Callable[..., Solver]:
+    _check_solver_name(name)
     if name in _RUNTIME:
         return _RUNTIME[name]
     if _names_code(name):
@@ -233,5 +243,23 @@ def _build(name: str, factory: Callable[..., Solver], options: Mapping[str, Any]
             f"solver {name!r} needs a package that is not installed ({exc}); install its extra, "
             f"e.g. pip install 'sciml-zoo[{_EXTRAS.get((exc.name or '').split('.')[0], 'all')}]'"
         ) from exc
-    except TypeError as exc:
-        raise ConfigError(f"bad options for solver {name!r}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"bad options for solver {name!r}: {_bad_option(factory, options) or exc}") from exc
+
+
+def _bad_option(factory: Callable[..., Any], options: Mapping[str, Any]) -> str:
+    """Name the option whose value has not its default's kind (``dt = "abc"`` for a float), or ``""``."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return ""
+    for key, value in options.items():
+        default = params[key].default if key in params else None
+        if isinstance(default, bool) and not isinstance(value, bool):
+            return f"{key}={value!r} must be true or false (default {str(default).lower()})"
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{key}={value!r} must be a number (default {default!r}); e.g. {key} = {default!r}"
+    return ""

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sciml_zoo.errors import SolverError
+from sciml_zoo.errors import ConfigError, SolverError
 
 __all__ = [
     "MAX_SPATIAL_DIMS",
@@ -149,15 +149,16 @@ class SolverBase:
         its ratio need not be an integer).
 
         Raises:
-            ValueError: the ratio is not an integer in every axis.
+            ConfigError: (a ``ValueError``) the ratio is not an integer in every axis.
         """
         fine = tuple(state.shape[2:])
         coarse = tuple(int(n) for n in reversed(tuple(resolution)))
         if len(coarse) != len(fine) or any(c < 1 or f % c for f, c in zip(fine, coarse, strict=True)):
-            raise ValueError(
+            raise ConfigError(  # a ValueError too: a recipe whose resolutions do not divide
                 f"cannot restrict a grid of {tuple(reversed(fine))} cells onto resolution {tuple(resolution)}: "
                 f"{type(self).__name__} block-averages, so each coarse size must divide the fine one; "
-                "choose such resolutions or override restrict()"
+                "choose a reference_resolution that is a multiple of source_resolution in every axis, "
+                "or override restrict()"
             )
         return block_average(state, tuple(f // c for f, c in zip(fine, coarse, strict=True)))
 

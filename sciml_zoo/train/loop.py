@@ -98,6 +98,7 @@ def _train_locked(
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     data = data or load_dataset(config.data)
     cfg.check_trajectory_length(data.train.states.shape[1], dataset=f"dataset {config.data!r}")
+    cfg.check_trajectory_length(data.train.states.shape[1], dataset=f"dataset {config.data!r}")
     device = torch.device(cfg.device)
     solver = on_device(source_solver(data), device)
     model = build_model(config.model, data, seed=cfg.seed).to(device)
