@@ -70,9 +70,7 @@ def _weights(run_dir) -> dict[str, Tensor]:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
 
 
-def test_fo_sol_with_a_solver_raising_in_30_percent_of_calls_is_contained_and_counted(
-    tmp_path, toy_dataset, failing
-):
+def test_fo_sol_with_a_solver_raising_in_30_percent_of_calls_is_contained_and_counted(tmp_path, toy_dataset, failing):
     clean = train(_run(toy_dataset), tmp_path / "clean", progress=False)
     failing.rate = 0.3
     summary = train(_run(toy_dataset, retries=8), tmp_path / "flaky", progress=False)

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import torch
 from torch import Tensor
 
 from sciml_zoo.config_io import from_dict
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.data.store import open_dataset
-from sciml_zoo.errors import DataError
+from sciml_zoo.errors import ConfigError, DataError
 from sciml_zoo.registry import make_solver_from_file
-from sciml_zoo.solver import Solver
+from sciml_zoo.solver import MAX_SPATIAL_DIMS, Solver
 
 __all__ = [
     "Split",
@@ -30,6 +31,8 @@ __all__ = [
     "recipe_from_attrs",
     "source_solver",
     "dataset_hash",
+    "check_layout",
+    "check_solver_fits",
 ]
 
 
@@ -81,11 +84,20 @@ def recipe_from_attrs(attrs: dict[str, Any]) -> DatasetRecipe:
             f"dataset {attrs.get('path', '?')!r} has no 'recipe' attribute; it was not made by "
             "`sciml-zoo generate` — regenerate it from its recipe"
         )
+    where = f"dataset {attrs.get('path', '?')!r}"
     try:
         table = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError as exc:
-        raise DataError(f"dataset {attrs.get('path', '?')!r} has a corrupt 'recipe' attribute ({exc})") from exc
-    return from_dict(DatasetRecipe, table, where="recipe")
+        raise DataError(f"{where} has a corrupt 'recipe' attribute ({exc}); regenerate it from its recipe") from None
+    if not isinstance(table, dict):
+        raise DataError(
+            f"{where} has a 'recipe' attribute holding {type(table).__name__} {table!r:.40}, not a recipe table; "
+            "regenerate it from its recipe"
+        )
+    try:
+        return from_dict(DatasetRecipe, table, where="recipe")
+    except ConfigError as exc:
+        raise DataError(f"{where} has a corrupt 'recipe' attribute: {exc}; regenerate it from its recipe") from None
 
 
 def dataset_hash(attrs: dict[str, Any]) -> str:
@@ -100,8 +112,84 @@ def dataset_hash(attrs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_layout(path: str | Path) -> None:
+    """Refuse a malformed dataset file with one line naming the problem, before it is read.
+
+    Checks what the rest of the package relies on: ``state`` is a float array
+    ``(S, T, C, *spatial)`` with 1 to 3 spatial axes, ``params`` is ``(S, P)``,
+    ``split`` has ``S`` entries, ``valid_mask`` is ``(C, *spatial)``, and every
+    file attribute is a JSON string (the ``recipe`` a JSON table). A missing
+    or unreadable file is left to :func:`~sciml_zoo.data.store.open_dataset`.
+
+    Raises:
+        DataError: the first problem found, with the fix.
+    """
+    where, fix = f"dataset {str(path)!r}", "regenerate it with `sciml-zoo generate`"
+    try:
+        with h5py.File(path, "r") as f:
+            shapes = {
+                k: f[k].shape for k in ("state", "params", "split", "valid_mask") if isinstance(f.get(k), h5py.Dataset)
+            }
+            state_kind = f["state"].dtype.kind if "state" in shapes else "f"
+            attrs = dict(f.attrs)
+    except OSError:
+        return  # not a file or not HDF5: open_dataset says so
+    if len(shapes) < 4:
+        return  # open_dataset names the missing fields
+    state, params, split, mask = (shapes[k] for k in ("state", "params", "split", "valid_mask"))
+    problems = []
+    if not 4 <= len(state) <= 3 + MAX_SPATIAL_DIMS:
+        problems.append(f"its state has shape {state}, not (simulations, frames, channels, 1 to 3 spatial axes)")
+    elif state_kind != "f":
+        problems.append(f"its state holds {state_kind!r}-kind values, not floats")
+    elif len(params) != 2 or params[0] != state[0]:
+        problems.append(f"its params have shape {params}, not ({state[0]} simulations, parameters)")
+    elif split != (state[0],):
+        problems.append(f"its split has shape {split}, not ({state[0]},) (one entry per simulation)")
+    elif tuple(mask) != tuple(state[2:]):
+        problems.append(f"its valid_mask has shape {tuple(mask)}, but a state frame has shape {tuple(state[2:])}")
+    for key, value in attrs.items():
+        if problems:
+            break
+        if not isinstance(value, (str, bytes)):
+            problems.append(f"its {key!r} attribute holds {type(value).__name__} {value!r:.40}, not JSON text")
+        elif key == "recipe":
+            try:
+                table = json.loads(value)
+            except json.JSONDecodeError:
+                table = None
+            if not isinstance(table, dict):
+                problems.append(f"its 'recipe' attribute {value!r:.40} is not a JSON table")
+    if problems:
+        raise DataError(f"{where} is malformed: {problems[0]}; {fix}")
+
+
+def check_solver_fits(data: Dataset, solver: Solver) -> Solver:
+    """Refuse a solver whose state shape is not the dataset's (e.g. 2 channels on 1-channel data).
+
+    Without this the solver's first query would fail, counted as a solver
+    fault, on every call.
+
+    Raises:
+        DataError: one line naming both shapes.
+    """
+    frame = tuple(data.mask.shape)
+    try:
+        solver_shape = tuple(int(n) for n in solver.state_shape)
+    except (AttributeError, TypeError, ValueError):
+        return solver  # the adapter's own checks (check_adapter) cover a missing state_shape
+    if solver_shape != frame:
+        raise DataError(
+            f"solver {getattr(solver, 'name', '?')!r} has states of shape {solver_shape} (channels, *spatial), "
+            f"but dataset {str(data.attrs.get('path', data.recipe.name))!r} holds frames of shape {frame}; "
+            "use the solver and resolution the dataset was generated with (its recipe), or regenerate the data"
+        )
+    return solver
+
+
 def load_dataset(path: str | Path) -> Dataset:
-    """Open a dataset file and split it by its ``split`` variable."""
+    """Open a dataset file and split it by its ``split`` variable (malformed files refused: :func:`check_layout`)."""
+    check_layout(path)
     ds = open_dataset(path)
     split = ds["split"].values
     states = torch.from_numpy(ds["state"].values)
@@ -126,4 +214,6 @@ def source_solver(data: Dataset) -> Solver:
     set no option that runs a program (see :func:`~sciml_zoo.registry.make_solver_from_file`).
     """
     origin = f"dataset {str(data.attrs.get('path', data.recipe.name))!r}"
-    return make_solver_from_file(data.recipe.solver, data.recipe.solver_kwargs("source"), origin=origin)
+    return check_solver_fits(
+        data, make_solver_from_file(data.recipe.solver, data.recipe.solver_kwargs("source"), origin=origin)
+    )
