@@ -12,12 +12,10 @@ read and written by :mod:`sciml_zoo.checkpoint`, re-exported here.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -47,18 +45,18 @@ def build_model(config: ModelConfig, data: Dataset, *, seed: int) -> CorrectionN
     """A freshly initialised correction network, normalised with the training split only."""
     torch.manual_seed(seed)
     c, p = data.train.states.shape[2], data.train.params.shape[1]
-    options: dict[str, Any] = {
-        "width": config.width,
-        "kernel_size": config.kernel_size,
-        "blocks": config.blocks,
-        "padding_mode": config.padding,
-    }
-    for name in ("depth", "activation"):  # ModelConfig fields of N-D networks, when present
-        if hasattr(config, name):
-            options[name] = getattr(config, name)
-    if "dim" in inspect.signature(build_body).parameters:
-        options["dim"] = data.spatial_dims
-    body = build_body(config.arch, c + p, c, **options)
+    body = build_body(
+        config.arch,
+        c + p,
+        c,
+        dim=data.spatial_dims,
+        width=config.width,
+        kernel_size=config.kernel_size,
+        blocks=config.blocks,
+        depth=config.depth,
+        activation=config.activation,
+        padding_mode=config.padding,
+    )
     norm = Normalization.from_training_data(data.train.states, data.train.params, data.mask)
     return CorrectionNet(body, norm, data.mask, zero_mean=config.zero_mean)
 
