@@ -46,6 +46,12 @@ class ModelConfig:
     activation: str = "leaky_relu"
 
     def __post_init__(self) -> None:
+        for key, low in (("width", 1), ("kernel_size", 1), ("blocks", 1), ("depth", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"model.{key} must be an integer >= {low}, got {value!r}; e.g. model.{key}=3")
+        if not isinstance(self.zero_mean, bool):
+            raise ConfigError(f"model.zero_mean must be true or false, got {self.zero_mean!r}")
         if self.padding not in PADDING_MODES:
             raise ConfigError(f"model.padding must be one of {', '.join(PADDING_MODES)}; got {self.padding!r}")
         if self.arch not in ARCHS:

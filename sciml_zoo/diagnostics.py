@@ -246,6 +246,12 @@ def run_diagnostics(
     dataset = load_dataset(data)
     solver = source_solver(dataset)
     model = load_model(run, dataset) if run else build_model(ModelConfig(), dataset, seed=seed)
+    frames = dataset.train.states.shape[1]
+    if unroll > frames - 1:
+        raise ConfigError(
+            f"--unroll {unroll} needs trajectories of at least {unroll + 1} frames, but dataset {str(data)!r} has "
+            f"{frames} per simulation; use --unroll {frames - 1} or fewer"
+        )
     sampler = WindowSampler(dataset.train.states, dataset.train.params, steps=unroll)
     runs, fo_steps = [], None
     for r in range(repeats):

@@ -121,6 +121,11 @@ def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
     table = load_toml(path)
     if "dataset" not in table:
         raise ConfigError(f"{path} has no [dataset] table")
+    if not isinstance(table["dataset"], dict):
+        raise ConfigError(
+            f"{path} has no [dataset] table (its dataset = {table['dataset']!r} names a recipe: it looks like a "
+            "preset); give a recipe file, or run the preset with `sciml-zoo compare --preset`"
+        )
     recipe = from_dict(DatasetRecipe, table["dataset"], where=f"[dataset] of {path}")
     check_name(recipe.name, what=f"name in [dataset] of {path}")  # it becomes data/<name>.h5
     return recipe
@@ -187,7 +192,7 @@ def load_experiment(
     model = from_dict(ModelConfig, raw.get("model", {}), where="[model]")
     shared = raw.get("train", {})
     methods_raw = raw.get("methods", {})
-    _check_methods(methods_raw, shared, path)
+    _check_methods(raw.get("methods"), shared, path)
     if only:
         missing = sorted(set(only) - set(methods_raw))
         if missing:

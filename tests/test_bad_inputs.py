@@ -1,4 +1,4 @@
-"""Every bad input is one line naming the value, the key and the fix, exit 2 (issue 11 item 4).
+"""Every bad input is one line naming the value, the key and the fix, exit 2 (issue 11 item 4, issue 21 item 7).
 
 Table-driven, in-process (``main([...])``): each row is a command line with
 ``{placeholders}`` for the shared files and a phrase its one error line must hold.
@@ -47,7 +47,17 @@ def paths(tmp_path_factory: pytest.TempPathFactory, toy_dataset: Path, toy_recip
         del f.attrs["recipe"]
     (root / "a_file").write_text("not a folder")
     (root / "corrupt.h5").write_bytes(b"\x89HDF\r\n" + b"garbage" * 50)
+    bad_summary = root / "bad_summary"
+    shutil.copytree(run, bad_summary)
+    (bad_summary / "summary.json").write_text("{not json")
+    (root / "folder").mkdir()
+    (root / "exists.nc").write_text("keep")
+    files = _bad_files(root)
     return {
+        **files,
+        "bad_summary": str(bad_summary),
+        "folder": str(root / "folder"),
+        "exists": str(root / "exists.nc"),
         "data": str(toy_dataset),
         "other": str(other),
         "run": str(run),
@@ -60,6 +70,54 @@ def paths(tmp_path_factory: pytest.TempPathFactory, toy_dataset: Path, toy_recip
         "toy_recipe": str(ASSETS / "toy.toml"),
         "preset": str(ASSETS / "toy_preset.toml"),
     }
+
+
+RECIPE = (ASSETS / "toy.toml").read_text()
+PRESET = (
+    (ASSETS / "toy_preset.toml").read_text().replace('dataset = "toy.toml"', f"dataset = {str(ASSETS / 'toy.toml')!r}")
+)
+
+# recipe files: (placeholder, text); each is one bad input of `generate` (or of `compare`, for presets)
+BAD_RECIPES = {
+    "r_dt": RECIPE.replace("dt = 0.002", 'dt = "abc"'),
+    "r_solver5": RECIPE.replace('solver = "toy-diffusion"', "solver = 5"),
+    "r_grid": RECIPE.replace("reference_resolution = [16, 16]", "reference_resolution = [12, 12]"),
+    "r_up": RECIPE.replace('name = "toy"', 'name = "../../../../tmp/x"'),
+    "r_abs": RECIPE.replace('name = "toy"', 'name = "/tmp/x"'),
+    "r_frames": RECIPE.replace("num_frames = 30", "num_frames = 1"),
+    "r_noparams": RECIPE.replace("train_params = [[0.002], [0.006], [0.010]]", "train_params = []"),
+    "r_width": RECIPE.replace("test_params = [[0.004], [0.008]]", "test_params = [[0.004, 1.0]]"),
+    "r_coarse": RECIPE.replace("reference_resolution = [16, 16]", "reference_resolution = [4, 4]"),
+    "r_dims": RECIPE.replace("reference_resolution = [16, 16]", "reference_resolution = [16, 16, 16]"),
+    "r_key": RECIPE.replace("seed = 0", "seed = 0\ncolour = 1"),
+    "r_table": "name = 'toy'\n",
+    "r_toml": RECIPE + "\n[[[ broken",
+    "r_unknown": RECIPE.replace('solver = "toy-diffusion"', 'solver = "nope"'),
+    "r_option": RECIPE.replace("dt = 0.002", "dt = 0.002\nbogus = 1"),
+    "r_code": RECIPE.replace('solver = "toy-diffusion"', 'solver = "os:system"'),
+    "r_warmup": RECIPE.replace("warmup_steps = 5", "warmup_steps = -1"),
+    "p_empty": PRESET.split("[methods.non]")[0] + "[methods]\n",
+    "p_none": PRESET.split("[methods.non]")[0],
+    "p_abs": PRESET + '[methods."/tmp/victim"]\nmethod = "non"\n',
+    "p_up": PRESET + '[methods."../../victim"]\nmethod = "non"\n',
+    "p_five": 'dataset = "toy.toml"\n[methods]\nx = 5\n',
+    "p_key": "colour = 1\n" + PRESET,
+    "p_eval0": PRESET.replace("eval_steps = 20", "eval_steps = 0"),
+    "p_seeds": "seeds = [0, 0]\n" + PRESET,
+    "p_seeds_str": 'seeds = "abc"\n' + PRESET,
+    "p_dataset5": PRESET.replace(f"dataset = {str(ASSETS / 'toy.toml')!r}", "dataset = 5"),
+    "p_train5": 'dataset = "toy.toml"\ntrain = 5\n[methods.non]\nmethod = "non"\n',
+    "p_norecipe": PRESET.replace(f"dataset = {str(ASSETS / 'toy.toml')!r}", 'dataset = "missing_recipe.toml"'),
+}
+
+
+def _bad_files(root: Path) -> dict[str, str]:
+    out = {}
+    for key, text in BAD_RECIPES.items():
+        (root / f"{key}.toml").write_text(text)
+        out[key] = str(root / f"{key}.toml")
+    shutil.copy(ASSETS / "toy.toml", root / "toy.toml")
+    return out
 
 
 TRAIN = "train --data {data} --out {out} --method non --quiet"
@@ -105,6 +163,12 @@ CASES = [
     ("seeds 0", "compare --preset {preset} --seeds 0", "--seeds must be a positive integer, got '0'"),
     ("compare bad device", "compare --preset {preset} --device tpu", "--device 'tpu' is not a torch device"),
     ("diagnose unknown estimator", "diagnose --data {data} --estimators nope", "unknown estimator 'nope'"),
+    ("diagnose unroll past the data", "diagnose --data {data} --estimators identity --unroll 30", "--unroll 29 or"),
+    ("diagnose batch 0", "diagnose --data {data} --batch-size 0", "--batch-size must be a positive integer"),
+    ("diagnose repeats 0", "diagnose --data {data} --repeats 0", "--repeats must be a positive integer"),
+    ("diagnose seed abc", "diagnose --data {data} --seed abc", "--seed must be an integer, got 'abc'"),
+    ("diagnose option format", "diagnose --data {data} --estimator-option kernel_size=3", "use NAME.KEY=VALUE"),
+    ("diagnose missing run", "diagnose --data {data} --run {missing} --estimators identity", "not found"),
     ("diagnose negative unroll", "diagnose --data {data} --unroll -1", "--unroll must be a positive integer"),
     (
         "diagnose bad option",
@@ -114,6 +178,133 @@ CASES = [
     ("solver option without =", "evaluate --data {data} --solver-option novalue", "must look like"),
     ("unknown solver option", "evaluate --data {data} --steps 2 --solver-option bogus=1", "bad options for solver"),
     ("unknown solver", "evaluate --data {data} --steps 2 --solver nope", "unknown solver 'nope'"),
+]
+
+NOT_HERE = "cuda:7"  # a device this machine lacks (no CUDA, or fewer than 8 GPUs)
+CASES += [  # issue 21 finding 13 and more: every one a single line and exit 2, before any work
+    # train: counts and ranges
+    ("iterations 0", TRAIN + " --iterations 0", "train.iterations must be >= 1, got 0"),
+    ("iterations -5", TRAIN + " --iterations -5", "train.iterations must be >= 1, got -5"),
+    ("iterations abc", TRAIN + " --iterations abc", "train.iterations must be an integer, got 'abc'"),
+    ("batch_size abc", TRAIN + " --batch-size abc", "train.batch_size must be an integer"),
+    ("workers 1.5", TRAIN + " --workers 1.5", "train.workers must be an integer, got 1.5"),
+    ("workers -1", TRAIN + " --workers -1", "train.workers must be >= 0, got -1"),
+    ("retries -1", TRAIN + " --retries -1", "train.retries must be >= 0, got -1"),
+    ("retries abc", TRAIN + " --retries abc", "train.retries must be an integer, got 'abc'"),
+    ("timeout 0", TRAIN + " --timeout 0", "train.timeout_s must be > 0, got 0"),
+    ("timeout abc", TRAIN + " --timeout abc", "train.timeout_s must be a number, got 'abc'"),
+    ("lr 0", TRAIN + " --lr 0", "train.lr must be > 0, got 0"),
+    ("lr -1", TRAIN + " --lr -1", "train.lr must be > 0, got -1"),
+    ("checkpoint_every 0", TRAIN + " --set train.checkpoint_every=0", "train.checkpoint_every must be >= 1"),
+    ("max_consecutive_failures 0", TRAIN + " --set train.max_consecutive_failures=0", "must be >= 1, got 0"),
+    ("grad_clip -1", TRAIN + " --set train.grad_clip=-1", "train.grad_clip must be > 0, got -1"),
+    ("grad_clip abc", TRAIN + " --set train.grad_clip=abc", "train.grad_clip must be a number, got 'abc'"),
+    ("curriculum maybe", TRAIN + " --set train.curriculum=maybe", "train.curriculum must be true or false"),
+    ("executor gpu", TRAIN + " --executor gpu", "train.executor must be one of"),
+    ("process without workers", TRAIN + " --executor process", 'train.executor = "process" needs train.workers'),
+    ("scheduler address without dask", TRAIN + " --scheduler tcp://x:1", 'needs train.executor = "dask"'),
+    ("estimator with non", TRAIN + " --estimator stencil", "train.estimator is only used with method zo-sol"),
+    # finding 12: the unroll (the curriculum's last stage) against the 30-frame trajectories
+    ("unroll 100000", TRAIN + " --method fo-sol --unroll 100000 --iterations 2", "at least 100001 frames"),
+    ("curriculum to 32", TRAIN + " --method fo-sol --unroll 32 --iterations 50", "(the curriculum's last stage)"),
+    ("unroll 30 zo-sol", TRAIN + " --method zo-sol --unroll 30 --set train.curriculum=false", "--unroll 29 or"),
+    # devices this machine has
+    ("train device absent", TRAIN + f" --device {NOT_HERE}", f"--device '{NOT_HERE}'"),
+    ("train device meta", TRAIN + " --device meta", "device type 'meta' is not supported"),
+    ("train device via --set", TRAIN + f" --set train.device={NOT_HERE}", f"train.device '{NOT_HERE}'"),
+    ("evaluate device absent", "evaluate --data {data} --steps 2 --device " + NOT_HERE, f"--device '{NOT_HERE}'"),
+    ("compare device absent", "compare --preset {preset} --device " + NOT_HERE, f"--device '{NOT_HERE}'"),
+    ("compare method device", "compare --preset {preset} --set methods.non.device=" + NOT_HERE, "methods.non.device"),
+    # optimizer and scheduler options against torch's signatures
+    (
+        "momentum abc",
+        TRAIN + " --optimizer SGD --set train.optimizer_options.momentum=abc",
+        "momentum must be a number",
+    ),
+    ("nesterov 1", TRAIN + " --optimizer SGD --set train.optimizer_options.nesterov=1", "must be true or false"),
+    ("betas one", TRAIN + " --set train.optimizer_options.betas=[0.9]", "betas must be a list of 2 numbers"),
+    ("optimizer option typo", TRAIN + " --set train.optimizer_options.momentun=0.9", "is not an option of Adam"),
+    ("optimizer option lr", TRAIN + " --set train.optimizer_options.lr=1", "set train.lr (--lr) instead"),
+    ("optimizer options 5", TRAIN + " --set train.optimizer_options=5", "train.optimizer_options must be a table"),
+    ("scheduler unknown", TRAIN + " --set train.scheduler=Nope", "is not in torch.optim.lr_scheduler"),
+    ("scheduler needs T_max", TRAIN + " --set train.scheduler=CosineAnnealingLR", "must set T_max"),
+    ("scheduler options alone", TRAIN + " --set train.scheduler_options.T_max=3", "train.scheduler is not"),
+    (
+        "scheduler gamma abc",
+        TRAIN + " --set train.scheduler=StepLR --set train.scheduler_options.step_size=2"
+        " --set train.scheduler_options.gamma=abc",
+        "train.scheduler_options.gamma must be a number, got 'abc'",
+    ),
+    # model
+    ("width 0", TRAIN + " --set model.width=0", "model.width must be an integer >= 1, got 0"),
+    ("kernel abc", TRAIN + " --set model.kernel_size=abc", "model.kernel_size must be an integer >= 1, got 'abc'"),
+    ("even kernel", TRAIN + " --set model.kernel_size=4", "model.kernel_size must be odd"),
+    ("depth 0", TRAIN + " --set model.depth=0", "model.depth must be an integer >= 1, got 0"),
+    ("zero_mean 1", TRAIN + " --set model.zero_mean=1", "model.zero_mean must be true or false"),
+    ("arch unknown", TRAIN + " --set model.arch=transformer", "model.arch must be one of"),
+    ("activation unknown", TRAIN + " --set model.activation=swish", "model.activation must be one of"),
+    # run configs and run directories
+    ("unknown table", TRAIN + " --set foo.bar=1", "unknown table(s) ['foo']"),
+    ("train not a table", TRAIN + " --set train=5", "train must be a table"),
+    ("missing config file", TRAIN + " --config {missing}.toml", "not found"),
+    ("config not TOML", TRAIN + " --config {r_toml}", "is not valid TOML"),
+    ("no dataset", "train --out {out} --method non", "no dataset given"),
+    ("run exists", "train --data {data} --out {run} --method non --iterations 1", "already holds a run"),
+    (
+        "resume other config",
+        "train --data {data} --out {run} --method non --iterations 1 --lr 0.5 --resume",
+        "a different config",
+    ),
+    # recipes (generate): finding 13's dt = "abc", solver = 5, grids that do not divide, --out a folder
+    ("recipe dt abc", "generate {r_dt} --out {out}.h5 --quiet", "dt='abc' must be a number"),
+    ("recipe solver 5", "generate {r_solver5} --out {out}.h5 --quiet", "solver must be a registered solver name"),
+    ("recipe grids do not divide", "generate {r_grid} --out {out}.h5 --quiet", "cannot restrict a grid of (12, 12)"),
+    ("recipe name ..", "generate {r_up} --quiet", "'../../../../tmp/x' is a path"),
+    ("recipe name absolute", "generate {r_abs} --quiet", "'/tmp/x' is an absolute path"),
+    ("recipe num_frames 1", "generate {r_frames} --out {out}.h5 --quiet", "num_frames must be >= 2"),
+    ("recipe no train params", "generate {r_noparams} --out {out}.h5 --quiet", "train_params is empty"),
+    ("recipe param width", "generate {r_width} --out {out}.h5 --quiet", "has 2 value(s)"),
+    ("recipe reference coarser", "generate {r_coarse} --out {out}.h5 --quiet", "must be at least as fine"),
+    ("recipe axes differ", "generate {r_dims} --out {out}.h5 --quiet", "must list the same number"),
+    ("recipe unknown key", "generate {r_key} --out {out}.h5 --quiet", "unknown key(s) 'colour'"),
+    ("recipe without [dataset]", "generate {r_table} --out {out}.h5 --quiet", "has no [dataset] table"),
+    ("recipe not TOML", "generate {r_toml} --out {out}.h5 --quiet", "is not valid TOML"),
+    ("recipe unknown solver", "generate {r_unknown} --out {out}.h5 --quiet", "unknown solver 'nope'"),
+    ("recipe unknown solver option", "generate {r_option} --out {out}.h5 --quiet", "bad options for solver"),
+    ("recipe names code", "generate {r_code} --out {out}.h5 --quiet", "which imports code"),
+    ("recipe warmup -1", "generate {r_warmup} --out {out}.h5 --quiet", "warmup_steps must be >= 0"),
+    ("generate --out a folder", "generate {toy_recipe} --out {folder} --quiet", "is a folder"),
+    ("preset given as recipe", "generate {preset} --quiet", "has no [dataset] table"),
+    # presets (compare): a recipe as a preset, an empty [methods], names that are paths
+    ("recipe given as preset", "compare --preset {toy_recipe}", "it is a dataset recipe, not a preset"),
+    ("empty [methods]", "compare --preset {p_empty}", "has an empty [methods] table"),
+    ("no [methods]", "compare --preset {p_none}", "has no [methods] table"),
+    ("method key absolute", "compare --preset {p_abs} --force", "'/tmp/victim' is an absolute path"),
+    ("method key ..", "compare --preset {p_up}", "'../../victim' is a path"),
+    ("method not a table", "compare --preset {p_five}", "methods.x in preset"),
+    ("preset unknown key", "compare --preset {p_key}", "unknown key(s) ['colour']"),
+    ("preset eval_steps 0", "compare --preset {p_eval0}", "eval_steps must be a positive integer"),
+    ("preset repeated seed", "compare --preset {p_seeds}", "repeat a seed"),
+    ("preset seeds not a list", "compare --preset {p_seeds_str}", "seeds must be a list of integers"),
+    ("preset dataset 5", "compare --preset {p_dataset5}", "must be a recipe name or .toml path, got 5"),
+    ("preset train 5", "compare --preset {p_train5}", "must be a table ([train])"),
+    ("preset recipe missing", "compare --preset {p_norecipe}", "'missing_recipe.toml' not found"),
+    ("compare unknown method", "compare --preset {preset} --methods nope", "unknown method(s) ['nope']"),
+    ("compare seeds abc", "compare --preset {preset} --seeds abc", "--seeds must be a positive integer"),
+    ("compare unroll past the data", "compare --preset {preset} --set train.unroll=40", "methods.fo-sol.unroll=29"),
+    # evaluate: --out checked before evaluating
+    ("evaluate --out exists", "evaluate --data {data} --steps 2 --out {exists}", "already exists; pass --overwrite"),
+    ("evaluate --out a folder", "evaluate --data {data} --steps 2 --out {folder}", "it is a folder"),
+    ("evaluate steps abc", "evaluate --data {data} --steps abc", "--steps must be a positive integer, got 'abc'"),
+    ("evaluate device meta", "evaluate --data {data} --steps 2 --device meta", "device type 'meta'"),
+    ("evaluate corrupt summary", "evaluate --data {data} {bad_summary} --steps 2", "summary.json' is corrupt"),
+    # the command line itself
+    ("threads 0", "--threads 0 solvers", "--threads: must be a positive integer, got '0'"),
+    ("threads -1", "--threads -1 solvers", "--threads: must be a positive integer, got '-1'"),
+    ("threads abc", "--threads abc solvers", "--threads: must be a positive integer, got 'abc'"),
+    ("no command", "", "required: command"),
+    ("unknown command", "fly", "invalid choice: 'fly'"),
+    ("unknown flag", TRAIN + " --fast", "unrecognized arguments: --fast"),
 ]
 
 
