@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from sciml_zoo.config_io import apply_overrides
+from sciml_zoo.data.loading import load_dataset
 from sciml_zoo.errors import ConfigError, DataError, DivergenceError, QueryFailure, SolverError
 from sciml_zoo.experiment import load_run_config
 from sciml_zoo.registry import _RUNTIME, register
-from sciml_zoo.runs import RunConfig, clean_stale_temp_files, load_checkpoint, run_lock
+from sciml_zoo.runs import RunConfig, build_model, clean_stale_temp_files, load_checkpoint, run_lock
 from sciml_zoo.train.config import ModelConfig, TrainConfig, curriculum_stages
 from sciml_zoo.train.loop import train
 from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
@@ -111,9 +112,21 @@ def test_divergence_stops_at_once_and_keeps_a_finite_checkpoint(tmp_path, toy_da
     assert ckpt["iteration"] < 50 and not (tmp_path / "summary.json").exists()
 
 
+def _sgd_update_norm(run_dir: Path, toy_dataset: Path, cfg: RunConfig) -> float:
+    """The L2 norm of one plain-SGD step at lr 1: the (clipped) gradient's norm."""
+    model = build_model(cfg.model, load_dataset(toy_dataset), seed=cfg.train.seed)  # the loop's initial weights
+    after = load_checkpoint(run_dir / "checkpoint.pt")["model"]
+    deltas = [after[name] - p.detach() for name, p in model.named_parameters()]
+    return float(torch.linalg.vector_norm(torch.cat([d.flatten() for d in deltas])))
+
+
 def test_grad_clip_is_applied(tmp_path, toy_dataset):
-    summary = train(_cfg(toy_dataset, iterations=3, grad_clip=1e-3), tmp_path, progress=False)
-    assert summary["iterations_done"] == 3
+    kw = dict(method="non", iterations=1, optimizer="SGD", lr=1.0, checkpoint_every=1)
+    clipped, free = _cfg(toy_dataset, grad_clip=1e-3, **kw), _cfg(toy_dataset, **kw)
+    train(clipped, tmp_path / "clipped", progress=False)
+    train(free, tmp_path / "free", progress=False)
+    assert _sgd_update_norm(tmp_path / "clipped", toy_dataset, clipped) == pytest.approx(1e-3, rel=1e-4)
+    assert _sgd_update_norm(tmp_path / "free", toy_dataset, free) > 1e-2  # so the clip had work to do
 
 
 class _FlakyToy(ToyDiffusion):
