@@ -39,11 +39,10 @@ from sciml_zoo.tables import (
     format_table,
     paired_rows,
     seed_summary,
-    t_quantile_975,
 )
 from sciml_zoo.train.loop import train
 
-__all__ = ["comparison_rows", "format_table", "run_comparison", "seed_summary", "t_quantile_975"]
+__all__ = ["run_comparison"]
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,6 @@ def _run_locked(exp: Experiment, out: Path, *, progress: bool, force: bool, devi
         "runs": run_records,
         "rows": rows,
         "paired": paired,
-        "skipped": failed,
         "failed": failed,
         "eval_steps": list(exp.horizons),
         "wall_clock_s": time.perf_counter() - t0,

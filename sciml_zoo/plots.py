@@ -1,4 +1,4 @@
-"""PNG plots: error versus step per method, fields side by side, and 1D space-time diagrams.
+"""PNG plots: fields side by side and 1D space-time diagrams (error curves: :mod:`sciml_zoo.figures`).
 
 Fields are per-sample states ``(C, *spatial)`` with 1 to 3 spatial axes: a 1D
 state is drawn as lines, a 2D one as an image (the vorticity of a 2-channel
@@ -14,11 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-import xarray as xr  # noqa: E402
 
 from sciml_zoo.provenance import atomic_path  # noqa: E402
 
-__all__ = ["field_map", "field_name", "plot_error_vs_step", "plot_fields", "plot_space_time", "vorticity"]
+__all__ = ["field_map", "field_name", "plot_fields", "plot_space_time", "vorticity"]
 
 
 def vorticity(state: torch.Tensor) -> torch.Tensor:
@@ -30,21 +29,6 @@ def vorticity(state: torch.Tensor) -> torch.Tensor:
     dv_dx = v[:, 1:] - v[:, :-1]
     du_dy = u[1:, :] - u[:-1, :]
     return dv_dx[:-1, :] - du_dy[:, :-1]
-
-
-def plot_error_vs_step(per_step: xr.DataArray, path: str | Path, *, title: str = "") -> None:
-    """Line plot of ``per_step`` (dims method, step)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in per_step["method"].values:
-        ax.plot(per_step["step"], per_step.sel({"method": method}), label=str(method))
-    ax.set_xlabel("step")
-    ax.set_ylabel("MAE vs reference")
-    ax.set_title(title or "test MAE per step")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def field_name(state: torch.Tensor) -> str:

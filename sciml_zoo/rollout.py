@@ -2,12 +2,14 @@
 
 :func:`corrected_step` composes a solver step with a correction (Um et al.
 2020, Eq. 3: ``s_{t+1} = P_s(s_t) + C(P_s(s_t))``) and :func:`trajectory`
-unrolls any step function. Training (NON, FO-SOL, ZO-SOL, the batched
-weight-space loss) and evaluation all go through these two functions, so the
-order "solver step, then correction" is written once (jax-cfd's
-``learned_corrector`` + ``funcutils.trajectory``). :func:`corrected_rollout` is
-their composition, with the first solver output optionally supplied by the
-caller (DeepZero's feature reuse).
+unrolls any step function (jax-cfd's ``learned_corrector`` +
+``funcutils.trajectory``). Training (NON, FO-SOL, ZO-SOL) and evaluation go
+through these two functions. The rule is spelled out in two more places, both
+for DeepZero's feature reuse: :func:`corrected_rollout` applies the correction
+to a first solver output the caller supplies, and the weight-space batched
+loss (:func:`~sciml_zoo.train.objective.make_batched_sol_loss`) adds a first
+correction computed from cached features; tests check both against one
+plain rollout per query.
 
 States are ``(B, C, *spatial)`` with 1 to 3 spatial dimensions.
 """

@@ -37,7 +37,7 @@ def test_black_box_comparison_end_to_end(preset, solver, tmp_path, monkeypatch):
 
     rows = {r["method"]: r for r in record["rows"]}
     assert list(rows) == ["SRC", "NON", "ZO-SOL[identity]"]
-    assert record["skipped"] == {"FO-SOL": f"n/a: solver {solver!r} is not differentiable"}
+    assert record["failed"] == {"FO-SOL": f"n/a: solver {solver!r} is not differentiable"}
     assert f"| FO-SOL | n/a: solver {solver!r} is not differentiable" in record["table"]
     assert "| FO-SOL | n/a" in (tmp_path / "results.md").read_text()
     assert not (tmp_path / "runs" / "fo-sol").exists()  # nothing was trained for it

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from sciml_zoo.compare import run_comparison, seed_summary, t_quantile_975
+from sciml_zoo.compare import run_comparison
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.experiment import load_experiment
-from sciml_zoo.tables import comparison_rows, format_paired, paired_rows, sign_test_p
+from sciml_zoo.tables import comparison_rows, format_paired, paired_rows, seed_summary, sign_test_p, t_quantile_975
 
 ASSETS = Path(__file__).parent / "assets"
 PRESET = str(ASSETS / "toy_preset.toml")

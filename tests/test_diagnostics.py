@@ -15,10 +15,11 @@ from sciml_zoo.diagnostics import (
 )
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import Banded, Identity, Stencil
+from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.runs import build_model
 from sciml_zoo.solver import Capabilities, SolverBase
 from sciml_zoo.train.config import ModelConfig
-from sciml_zoo.train.objective import WindowSampler
+from sciml_zoo.train.objective import WindowSampler, trajectory_loss
 
 
 class BlackBox(SolverBase):
@@ -78,3 +79,30 @@ def test_compare_gradients_without_a_true_gradient(toy_dataset):
     assert "Pairwise cosine" in table and "FO-SOL" not in table
     agree = torch.nn.functional.cosine_similarity(rows[1].gradient, rows[2].gradient, dim=0)
     assert agree > 0.999  # banded and auto (dense here) agree
+
+
+def test_cosine_against_fo_sol_is_measured_against_backpropagation(toy_dataset):
+    """On a differentiable solver, each row's cosine is its gradient's against plain autograd's SOL gradient."""
+    data = load_dataset(toy_dataset)
+    solver = source_solver(data)
+    model = build_model(ModelConfig(width=4, kernel_size=3), data, seed=0)
+    windows = WindowSampler(data.train.states, data.train.params, steps=2).sample(2, torch.Generator().manual_seed(0))
+    ests = build_estimators(["weight-rge", "identity", "banded"], {"banded": {"radius": 1}})
+    rows, fo_steps = compare_gradients(model, solver, windows, ests, unroll=2)
+    assert fo_steps == 2 * 2
+    model.zero_grad(set_to_none=True)
+    predicted = corrected_rollout(solver.step, model, windows.initial, windows.params, 2)
+    trajectory_loss(predicted, windows.targets, model.norm.state_std, model.mask).backward()
+    truth = torch.cat([p.grad.flatten() for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    for row in rows:
+        expected = torch.nn.functional.cosine_similarity(row.gradient, truth, dim=0)
+        assert row.cosine == pytest.approx(float(expected), abs=1e-5), row.label
+        assert row.relative_error == pytest.approx(
+            float((row.gradient - truth).norm() / truth.norm()), rel=1e-4, abs=1e-5
+        )
+    cosine = {r.label: r.cosine for r in rows}
+    assert cosine["banded(radius=1)"] > 0.9999  # the toy's Jacobian is banded with radius 1: exact
+    assert cosine["weight-rge"] < 0.9  # a few random weight directions: a rough estimate
+    table = format_diagnostics([rows], fo_steps)
+    assert "| FO-SOL (backprop) | 1.000 |" in table

@@ -3,12 +3,14 @@ black-box solver lowers the loss with no autograd ever reaching the solver."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.func import functional_call
 
 from sciml_zoo.data.loading import load_dataset, source_solver
-from sciml_zoo.estimators import Auto
+from sciml_zoo.estimators import Auto, SolverSpaceEstimator
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.runs import RunConfig, build_model
 from sciml_zoo.solver import StepCounter, black_box, counting
@@ -71,6 +73,29 @@ def _assert_black_box(monkeypatch):
     monkeypatch.setattr(ToyDiffusion, "step", guarded)
 
 
+def _through_the_solver(toy_dataset, cfg: TrainConfig) -> tuple[float, float]:
+    """The part of ``cfg``'s first gradient that flows back through the solver, against FO-SOL's.
+
+    Both are measured from stop-gradient's (the network's own terms only), at the
+    run's initial weights; returns their cosine and the ratio of their norms.
+    """
+    data = load_dataset(toy_dataset)
+    solver = source_solver(data)
+    windows = WindowSampler(data.train.states, data.train.params, steps=cfg.unroll).sample(
+        cfg.batch_size, torch.Generator().manual_seed(5)
+    )
+    grads = []
+    for c in (TrainConfig(method="fo-sol", unroll=cfg.unroll), cfg, replace(cfg, estimator="stop-gradient")):
+        model = build_model(SMALL, data, seed=cfg.seed)
+        make_gradient(c, model, solver, StepCounter())(windows, torch.Generator().manual_seed(6))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    truth, estimate, stop = grads
+    # what flows back through the solver (J^T v), without the network's own terms that stop-gradient keeps
+    through, true_through = estimate - stop, truth - stop
+    cosine = float(torch.nn.functional.cosine_similarity(through, true_through, dim=0))
+    return cosine, float(through.norm() / true_through.norm())
+
+
 @pytest.mark.parametrize(
     ("estimator", "options"),
     [
@@ -83,7 +108,6 @@ def _assert_black_box(monkeypatch):
     ],
 )
 def test_zo_sol_lowers_the_loss_through_a_black_box_solver(tmp_path, toy_dataset, monkeypatch, estimator, options):
-    _assert_black_box(monkeypatch)
     cfg = TrainConfig(
         method="zo-sol",
         estimator=estimator,
@@ -96,6 +120,12 @@ def test_zo_sol_lowers_the_loss_through_a_black_box_solver(tmp_path, toy_dataset
         seed=0,
         curriculum=False,  # a fixed unroll: first and last losses measure the same objective
     )
+    if isinstance(cfg.estimator, SolverSpaceEstimator):
+        # the network's own terms lower the loss even if the solver's J^T v were zero (stop-gradient):
+        # what the estimate sends back through the solver must be FO-SOL's, in direction and size
+        cosine, ratio = _through_the_solver(toy_dataset, cfg)
+        assert cosine > 0.5 and 0.2 < ratio < 5, (cosine, ratio)
+    _assert_black_box(monkeypatch)
     summary = train(RunConfig(str(toy_dataset), SMALL, cfg), tmp_path, progress=False)
     losses = [float(r.split(",")[1]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
     assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6
