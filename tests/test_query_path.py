@@ -151,7 +151,11 @@ def test_solver_exits_and_interrupts_are_faults_but_a_real_ctrl_c_interrupts():
 def test_a_simulation_that_always_fails_stops_the_run_naming_it(tmp_path, toy_dataset, failing):
     failing.bad = 0.006  # training simulation 1's diffusivity
     with pytest.raises(SolverError, match=r"training simulation 1 \(diffusivity=0\.006\) was dropped in \d+ of \d+"):
-        train(_run(toy_dataset, method="non", iterations=40, batch_size=3), tmp_path, progress=False)
+        train(
+            _run(toy_dataset, method="non", iterations=40, batch_size=3, checkpoint_every=2), tmp_path, progress=False
+        )
+    tallies = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["parts"]["member_drops"]
+    assert tallies["dropped"][1] == tallies["drawn"][1] > 0 and tallies["dropped"][0] == tallies["dropped"][2] == 0
 
 
 def test_member_drops_judge_shares_after_enough_draws():

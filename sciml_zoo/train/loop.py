@@ -31,7 +31,7 @@ import io
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -45,7 +45,7 @@ from sciml_zoo.runs import build_model, clean_stale_temp_files, config_hash, run
 from sciml_zoo.solver import StepCounter
 from sciml_zoo.train.interrupts import InterruptGuard, interruptible
 from sciml_zoo.train.objective import Windows, WindowSampler
-from sciml_zoo.train.queries import FaultCounts, make_gradient_source, make_query_step, on_device
+from sciml_zoo.train.queries import FaultCounts, MemberDrops, make_gradient_source, make_query_step, on_device
 from sciml_zoo.train.state import TrainState
 
 __all__ = ["train"]
@@ -98,19 +98,22 @@ def _train_locked(
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     data = data or load_dataset(config.data)
     cfg.check_trajectory_length(data.train.states.shape[1], dataset=f"dataset {config.data!r}")
-    cfg.check_trajectory_length(data.train.states.shape[1], dataset=f"dataset {config.data!r}")
     device = torch.device(cfg.device)
     solver = on_device(source_solver(data), device)
     model = build_model(config.model, data, seed=cfg.seed).to(device)
     counter, counts = StepCounter(), FaultCounts()
     spec = (data.recipe.solver, data.recipe.solver_kwargs("source"))
-    query_step = None if cfg.method == "fo-sol" else make_query_step(cfg, solver, spec, counts)
+    query_step = make_query_step(cfg, solver, spec, counts)  # every method's solver calls, FO-SOL's too
     try:
 
         def make_source(steps: int) -> Any:
             return make_gradient_source(replace(cfg, unroll=steps), model, solver, counter, query_step)
 
-        state = TrainState(cfg, model, make_source, counts, counter)
+        # stops a run that keeps dropping one simulation (its queries fail for its parameters)
+
+        drops = MemberDrops(data.train.params, data.recipe.param_names, cfg.max_dropped_share)
+
+        state = TrainState(cfg, model, make_source, counts, counter, parts={"member_drops": drops})
         record = {
             "config": to_jsonable(config),
             "seed": cfg.seed,
@@ -176,6 +179,7 @@ class _Loop:
         self.run_dir, self.ckpt_path = run_dir, run_dir / "checkpoint.pt"
         self.envelope = {"config": to_jsonable(config), "hash": run_hash}
         self.samplers: dict[int, WindowSampler] = {}  # one per unroll length (several with a curriculum)
+        self.drops = cast(MemberDrops, state.parts["member_drops"])
 
     def save(self) -> None:
         save_checkpoint(self.ckpt_path, {**self.envelope, **self.state.state_dict()})
@@ -233,19 +237,23 @@ class _Loop:
         """The gradient of the windows whose queries succeed; ``None`` if none do."""
         state = self.state
         keep = list(range(len(windows.initial)))
-        before_probes = state.probe_generator.get_state()
+        before_probes, last_error = state.probe_generator.get_state(), ""
         while True:
             state.optimizer.zero_grad(set_to_none=True)
             try:
                 batch = windows if len(keep) == len(windows.initial) else windows.subset(torch.tensor(keep))
-                return state.source(steps)(batch, state.probe_generator), ""
+                loss = state.source(steps)(batch, state.probe_generator)
+                self.drops.record(windows.params, keep, last_error)
+                return loss, ""
             except QueryFailure as failure:
                 dropped = {m % len(keep) for m in failure.members} if failure.members else set(range(len(keep)))
                 keep = [k for i, k in enumerate(keep) if i not in dropped]
                 state.counts.add("dropped_members", len(dropped))
+                last_error = failure.last_error
                 state.probe_generator.set_state(before_probes)  # the redo draws the same random numbers
                 state.restore_gradient(snap)  # and starts from the same estimator state
                 if not keep:
+                    self.drops.record(windows.params, keep, last_error)
                     return None, failure.last_error
 
     def check_gradient(self, loss: torch.Tensor, it: int) -> None:
