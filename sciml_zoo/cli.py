@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from sciml_zoo.data.generate import generate_dataset
+    from sciml_zoo.data.generate import generate_dataset, stored_key
     from sciml_zoo.experiment import load_recipe
 
     recipe = load_recipe(args.recipe)
@@ -40,8 +40,18 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     if out.is_dir():
         raise SciMLZooError(f"--out {str(out)!r} is a folder; give the dataset file, e.g. {out}/{recipe.name}.h5")
     check_writable_dir(out.parent, f"--out {str(out)!r}")
+    before = stored_key(out)  # for the message only: generate_dataset decides under the file's lock
     path = generate_dataset(recipe, out, progress=not args.quiet, overwrite=args.overwrite)
-    print(f"dataset written: {path}")
+    after = stored_key(path)
+    if before == after and not args.overwrite:
+        print(f"dataset up to date: {path} (hash {after}: same recipe and adapter code; nothing to do)")
+    elif before is not None:
+        print(
+            f"dataset regenerated: {path} (hash {after}; the file held hash {before or 'none'}, "
+            "from another recipe or adapter version)"
+        )
+    else:
+        print(f"dataset written: {path} (hash {after})")
 
 
 # train flags that are shorthands for --set train.KEY=VALUE

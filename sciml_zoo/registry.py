@@ -36,8 +36,10 @@ __all__ = [
     "make_solver",
     "make_solver_from_file",
     "register",
+    "registered_at_runtime",
     "required_options",
     "resolve_file_solver",
+    "solver_factory",
     "solver_trust",
 ]
 
@@ -84,6 +86,11 @@ def exec_options(factory: Callable[..., Any]) -> tuple[str, ...]:
 def register(name: str, factory: Callable[..., Solver]) -> None:
     """Register ``factory`` under ``name`` for this process (overrides entry points)."""
     _RUNTIME[name] = factory
+
+
+def registered_at_runtime(name: str) -> bool:
+    """Whether ``name`` was set in this process by :func:`register` (a deliberate substitute, like ``--solver``)."""
+    return name in _RUNTIME
 
 
 def available_solvers() -> dict[str, str]:
@@ -167,6 +174,15 @@ def _load(name: str) -> Callable[..., Solver]:
         f"unknown solver {name!r}; installed solvers: {names} "
         "(see `sciml-zoo solvers`, or reinstall with pip install -e .)"
     )
+
+
+def solver_factory(name: str) -> Callable[..., Solver]:
+    """The factory registered as ``name`` (or named ``module:factory`` / ``script.py:factory``), not called.
+
+    For provenance: dataset and run hashes fingerprint its code
+    (:func:`sciml_zoo.provenance.code_fingerprint`).
+    """
+    return _load(name)
 
 
 def required_options(name: str) -> tuple[str, ...]:
