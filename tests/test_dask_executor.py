@@ -85,28 +85,32 @@ def test_dask_needs_a_reachable_scheduler_address():
 
 
 def test_training_with_dask_gives_the_same_weights_as_in_process(tmp_path, toy_dataset, dask_toy, monkeypatch):
-    """ZO-SOL (stencil) through the Dask workers: bit-identical weights to the in-process run."""
+    """ZO-SOL (stencil) through the Dask workers: bit-identical weights to the in-process run, and every
+    solver query of the run went out as a Dask task (training that ignored the executor would fail here)."""
     cfg = TrainConfig(
         method="zo-sol", estimator="stencil", unroll=3, iterations=4, batch_size=2, lr=3e-3, checkpoint_every=4
     )
     run = RunConfig(str(toy_dataset), ModelConfig(width=6, kernel_size=3), cfg)
     train(run, tmp_path / "local", progress=False)
 
-    import sciml_zoo.train.gradients as gradients
+    import sciml_zoo.faults as faults
 
-    calls = []
+    rows: list[int] = []
 
-    def dask_step(solver, *, workers, solver_spec):
-        calls.append(solver_spec)
-        executor = DaskSolverExecutor(*solver_spec, client=dask_toy.client)  # workers build the dataset's solver
-        return GuardedStep(executor, solver, FaultPolicy(), FaultCounts())
+    class OnTheModuleCluster(DaskSolverExecutor):
+        """The executor training builds, on the module's cluster (no second LocalCluster), counting rows."""
 
-    if "executor" in {f.name for f in dataclasses.fields(TrainConfig)}:
-        run = dataclasses.replace(run, train=dataclasses.replace(cfg, executor="dask", workers=2))
-    else:  # until the train loop builds its step with make_query_step
-        monkeypatch.setattr(gradients, "black_box_step", dask_step)
-    train(run, tmp_path / "dask", progress=False)
-    assert calls or "executor" in {f.name for f in dataclasses.fields(TrainConfig)}
+        def __init__(self, factory, options, **kw):
+            super().__init__(factory, options, client=dask_toy.client)
+
+        def submit_tasks(self, solver, blocks, **kw):
+            rows.append(sum(len(s) for s, _ in blocks))
+            return super().submit_tasks(solver, blocks, **kw)
+
+    monkeypatch.setattr(faults, "DaskSolverExecutor", OnTheModuleCluster)
+    dask_run = dataclasses.replace(run, train=dataclasses.replace(cfg, executor="dask", workers=2))
+    summary = train(dask_run, tmp_path / "dask", progress=False)
+    assert rows and sum(rows) == summary["train_solver_steps"] > 0
     local = torch.load(tmp_path / "local" / "checkpoint.pt", weights_only=False)["model"]
     remote = torch.load(tmp_path / "dask" / "checkpoint.pt", weights_only=False)["model"]
     assert local.keys() == remote.keys()

@@ -41,9 +41,11 @@ def test_compare_runs_end_to_end_and_records_everything(tmp_path):
     assert [r["mae"] for r in again["rows"]] == [r["mae"] for r in record["rows"]]
 
 
-def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path):
+def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path, monkeypatch):
     """A non-batched black box (the C Burgers solver) with its queries fanned out
-    to two worker processes trains to bit-identical weights."""
+    to two worker processes trains to bit-identical weights; every query of that
+    run went to the pool (training that ignored the workers would fail here)."""
+    import sciml_zoo.faults as faults
     from sciml_zoo.data.generate import generate_dataset
     from sciml_zoo.data.recipe import DatasetRecipe
     from sciml_zoo.runs import RunConfig
@@ -63,7 +65,15 @@ def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path):
         solver_options={"dt": 0.1},
     )
     data = generate_dataset(recipe, tmp_path / "b.h5", progress=False)
-    weights = []
+    rows: list[int] = []
+
+    class Recording(faults.ProcessPoolSolverExecutor):
+        def submit_tasks(self, solver, blocks, **kw):
+            rows.append(sum(len(s) for s, _ in blocks))
+            return super().submit_tasks(solver, blocks, **kw)
+
+    monkeypatch.setattr(faults, "ProcessPoolSolverExecutor", Recording)
+    weights, steps = [], []
     for workers in (0, 2):
         cfg = TrainConfig(
             method="zo-sol",
@@ -75,10 +85,12 @@ def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path):
             lr=1e-3,
             workers=workers,
         )
-        train(
+        summary = train(
             RunConfig(str(data), ModelConfig(width=4, kernel_size=3), cfg),
             tmp_path / f"w{workers}",
             progress=False,
         )
+        steps.append(summary["train_solver_steps"])
         weights.append(torch.load(tmp_path / f"w{workers}" / "checkpoint.pt", weights_only=False)["model"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert sum(rows) == steps[1] == steps[0] > 0  # the pool answered every query of the workers=2 run
