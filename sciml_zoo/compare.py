@@ -151,94 +151,11 @@ def _run_locked(
     t0 = time.perf_counter()
     data_path, data = _dataset(exp, out, progress=progress, shared_data=shared_data)
     solver = source_solver(data)  # built once: its capabilities here, its steps in evaluation
-    labels = exp.labels()
-    plans = []
-    for key, seed, cfg in exp.runs():
-        config = RunConfig(str(data_path), exp.model, cfg)
-        plans.append(_Plan(key, seed, labels[key], config, _run_dir(out, key, seed), config_hash(config, data.hash)))
-    failed: dict[str, str] = {}
-    if not solver.capabilities.differentiable:
-        for p in plans:
-            if p.config.train.method == "fo-sol":
-                failed[p.label] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
-        plans = [p for p in plans if p.label not in failed]
+    plans, failed = _plan(exp, out, data_path, data, solver)
     _check_reuse(plans, force)
-    summaries: dict[str, list[dict[str, Any]]] = {}
-    finished: list[_Plan] = []
-    for p in plans:
-        if p.label in failed:
-            continue
-        summary_file = p.dir / "summary.json"
-        if not summary_file.is_file():
-            try:
-                train(
-                    p.config,
-                    p.dir,
-                    resume=(p.dir / "checkpoint.pt").is_file(),
-                    progress=progress,
-                    data=data,
-                )
-            except SciMLZooError as exc:
-                at = "" if p.seed is None else f" (seed {p.seed})"
-                failed[p.label] = f"failed{at}: {exc}"
-                continue
-        summaries.setdefault(p.label, []).append(json.loads(summary_file.read_text()))
-        finished.append(p)
-    finished = [p for p in finished if p.label not in failed]
-    seeds = [None] if exp.seeds is None else list(exp.seeds)
-    horizon = max(exp.horizons)
-    src, trajectories = evaluate_methods(data, {"SRC": None}, steps=horizon, device=device, solver=solver)
-    method_labels = ["SRC", *dict.fromkeys(p.label for p in finished)]
-    per_seed = []
-    for seed in seeds:
-        runs = {p.label: p.dir for p in finished if p.seed == seed}
-        errs, trajs = evaluate_methods(data, runs, steps=horizon, device=device, solver=solver)
-        if seed == seeds[0]:
-            trajectories.update(trajs)
-        per_seed.append(xr.concat([src, errs], dim="method").reindex({"method": method_labels}))
-    errors = xr.concat(per_seed, dim=xr.DataArray([-1 if s is None else s for s in seeds], dims="seed", name="seed"))
-    headline = errors.sel(step=slice(1, exp.eval_steps))
-    rows = comparison_rows(headline, method_labels, summaries)
-    for r in rows:
-        r["horizons"] = {
-            h: seed_summary(
-                errors.sel({"step": slice(1, h), "method": r["method"]}).mean(("sim", "step")).values.tolist()
-            )["mean"]
-            for h in exp.horizons
-        }
-    paired = paired_rows(headline, method_labels)
-    table = "\n\n".join(t for t in (format_table(rows, failed), format_paired(paired)) if t)
-    _write_tables(out, exp, rows, table)
-    saved = errors.isel(seed=0, drop=True) if exp.seeds is None else errors
-    ds = xr.Dataset({"mae": saved, "per_step": saved.mean("sim")})
-    ds.attrs.update({"preset": exp.name, "config": json.dumps(to_jsonable(exp)), "versions": json.dumps(environment())})
-    with atomic_path(out / "errors.nc") as tmp:
-        ds.to_netcdf(tmp)
-    plot_error_band(errors.mean("sim"), out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
-    points, run_records = [], []
-    for p in finished:
-        summary = json.loads((p.dir / "summary.json").read_text())
-        seed = -1 if p.seed is None else p.seed
-        mae = float(errors.sel({"method": p.label, "seed": seed, "step": slice(1, exp.eval_steps)}).mean())
-        steps, wall = summary.get("train_solver_steps"), summary.get("train_wall_s")
-        points.append({"method": p.label, "mae": mae, "train_solver_steps": steps, "train_wall_s": wall})
-        run_records.append(
-            {
-                "method": p.label,
-                "key": p.key,
-                "seed": p.config.train.seed,
-                "dir": str(p.dir),
-                "hash": p.hash,
-                "config": p.config,
-                "test_mae": mae,
-                "train_solver_steps": steps,
-                "train_wall_s": wall,
-                "faults": summary.get("faults"),
-                "versions": summary.get("versions"),
-            }
-        )
-    plot_cost_accuracy(points, out / "cost_accuracy.png", title=f"{exp.name}: cost against test MAE")
-    _plot_fields(out, data, trajectories, exp.eval_steps)
+    finished, summaries = _train_all(plans, data, failed, progress=progress)
+    errors, trajectories = _evaluate(exp, data, solver, finished, device=device)
+    rows, paired, table, run_records = _report(exp, out, data, finished, summaries, failed, errors, trajectories)
     record = {
         "preset": exp.name,
         "config": exp,
@@ -261,6 +178,150 @@ def _run_locked(
     }
     write_json(out / "results.json", record)
     return record
+
+
+def _plan(
+    exp: Experiment, out: Path, data_path: Path, data: Dataset, solver: Any
+) -> tuple[list[_Plan], dict[str, str]]:
+    """Every training run (method x seed) with its folder and hash; ``failed`` holds FO-SOL on a
+    non-differentiable solver (``n/a``), which is not planned."""
+    labels = exp.labels()
+    plans = []
+    for key, seed, cfg in exp.runs():
+        config = RunConfig(str(data_path), exp.model, cfg)
+        plans.append(_Plan(key, seed, labels[key], config, _run_dir(out, key, seed), config_hash(config, data.hash)))
+    failed: dict[str, str] = {}
+    if not solver.capabilities.differentiable:
+        for p in plans:
+            if p.config.train.method == "fo-sol":
+                failed[p.label] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
+        plans = [p for p in plans if p.label not in failed]
+    return plans, failed
+
+
+def _train_all(
+    plans: list[_Plan], data: Dataset, failed: dict[str, str], *, progress: bool
+) -> tuple[list[_Plan], dict[str, list[dict[str, Any]]]]:
+    """Train, resume or reuse every planned run; a method that fails (at any seed) goes into ``failed``.
+
+    Returns the finished runs of the methods that did not fail and every
+    finished run's ``summary.json`` by label.
+    """
+    summaries: dict[str, list[dict[str, Any]]] = {}
+    finished: list[_Plan] = []
+    for p in plans:
+        if p.label in failed:
+            continue
+        summary_file = p.dir / "summary.json"
+        if not summary_file.is_file():
+            try:
+                train(
+                    p.config,
+                    p.dir,
+                    resume=(p.dir / "checkpoint.pt").is_file(),
+                    progress=progress,
+                    data=data,
+                )
+            except SciMLZooError as exc:
+                at = "" if p.seed is None else f" (seed {p.seed})"
+                failed[p.label] = f"failed{at}: {exc}"
+                continue
+        summaries.setdefault(p.label, []).append(json.loads(summary_file.read_text()))
+        finished.append(p)
+    return [p for p in finished if p.label not in failed], summaries
+
+
+def _method_labels(finished: list[_Plan]) -> list[str]:
+    return ["SRC", *dict.fromkeys(p.label for p in finished)]
+
+
+def _evaluate(
+    exp: Experiment, data: Dataset, solver: Any, finished: list[_Plan], *, device: str
+) -> tuple[xr.DataArray, dict[str, Any]]:
+    """Per-step test errors ``(seed, method, sim, step)`` of SRC and every finished run up to the
+    longest horizon (seed -1 without seeds), and the first seed's trajectories for the field plot."""
+    seeds = [None] if exp.seeds is None else list(exp.seeds)
+    horizon = max(exp.horizons)
+    src, trajectories = evaluate_methods(data, {"SRC": None}, steps=horizon, device=device, solver=solver)
+    method_labels = _method_labels(finished)
+    per_seed = []
+    for seed in seeds:
+        runs = {p.label: p.dir for p in finished if p.seed == seed}
+        errs, trajs = evaluate_methods(data, runs, steps=horizon, device=device, solver=solver)
+        if seed == seeds[0]:
+            trajectories.update(trajs)
+        per_seed.append(xr.concat([src, errs], dim="method").reindex({"method": method_labels}))
+    errors = xr.concat(per_seed, dim=xr.DataArray([-1 if s is None else s for s in seeds], dims="seed", name="seed"))
+    return errors, trajectories
+
+
+def _report(
+    exp: Experiment,
+    out: Path,
+    data: Dataset,
+    finished: list[_Plan],
+    summaries: dict[str, list[dict[str, Any]]],
+    failed: dict[str, str],
+    errors: xr.DataArray,
+    trajectories: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[dict[str, Any]]]:
+    """Write the tables, ``errors.nc`` and the figures; return the rows, paired rows, table and run records."""
+    method_labels = _method_labels(finished)
+    headline = errors.sel(step=slice(1, exp.eval_steps))
+    rows = comparison_rows(headline, method_labels, summaries)
+    for r in rows:
+        r["horizons"] = {
+            h: seed_summary(
+                errors.sel({"step": slice(1, h), "method": r["method"]}).mean(("sim", "step")).values.tolist()
+            )["mean"]
+            for h in exp.horizons
+        }
+    paired = paired_rows(headline, method_labels)
+    table = "\n\n".join(t for t in (format_table(rows, failed), format_paired(paired)) if t)
+    _write_tables(out, exp, rows, table)
+    _write_errors(out, exp, errors)
+    plot_error_band(errors.mean("sim"), out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
+    points, run_records = _run_records(exp, finished, errors)
+    plot_cost_accuracy(points, out / "cost_accuracy.png", title=f"{exp.name}: cost against test MAE")
+    _plot_fields(out, data, trajectories, exp.eval_steps)
+    return rows, paired, table, run_records
+
+
+def _write_errors(out: Path, exp: Experiment, errors: xr.DataArray) -> None:
+    saved = errors.isel(seed=0, drop=True) if exp.seeds is None else errors
+    ds = xr.Dataset({"mae": saved, "per_step": saved.mean("sim")})
+    ds.attrs.update({"preset": exp.name, "config": json.dumps(to_jsonable(exp)), "versions": json.dumps(environment())})
+    with atomic_path(out / "errors.nc") as tmp:
+        ds.to_netcdf(tmp)
+
+
+def _run_records(
+    exp: Experiment, finished: list[_Plan], errors: xr.DataArray
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One cost/accuracy point and one ``results.json`` record per finished run."""
+    points, run_records = [], []
+    for p in finished:
+        summary = json.loads((p.dir / "summary.json").read_text())
+        seed = -1 if p.seed is None else p.seed
+        mae = float(errors.sel({"method": p.label, "seed": seed, "step": slice(1, exp.eval_steps)}).mean())
+        steps, wall = summary.get("train_solver_steps"), summary.get("train_wall_s")
+        points.append({"method": p.label, "mae": mae, "train_solver_steps": steps, "train_wall_s": wall})
+        run_records.append(
+            {
+                "method": p.label,
+                "key": p.key,
+                "seed": p.config.train.seed,
+                "dir": str(p.dir),
+                "hash": p.hash,
+                "config": p.config,
+                "test_mae": mae,
+                "train_solver_steps": steps,
+                "train_wall_s": wall,
+                "faults": summary.get("faults"),
+                "versions": summary.get("versions"),
+            }
+        )
+    return points, run_records
 
 
 def _write_tables(out: Path, exp: Experiment, rows: list[dict[str, Any]], table: str) -> None:
