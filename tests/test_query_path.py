@@ -172,3 +172,21 @@ def test_member_drops_judge_shares_after_enough_draws():
     for bad in (-0.1, 1.5, float("nan"), "x"):
         with pytest.raises(ConfigError, match="max_dropped_share"):
             TrainConfig(max_dropped_share=bad)
+
+
+def test_generate_retries_a_reference_step_that_raised_systemexit(tmp_path, toy_recipe, toy_dataset, monkeypatch):
+    from sciml_zoo.data.generate import generate_dataset
+    from sciml_zoo.data.store import open_dataset
+
+    original, calls = ToyDiffusion.step, {"n": 0}
+
+    def exits(self, state, params):
+        calls["n"] += 1
+        if calls["n"] in (5, 12):
+            raise SystemExit(3)
+        return original(self, state, params)
+
+    monkeypatch.setattr(ToyDiffusion, "step", exits)
+    out = generate_dataset(toy_recipe, tmp_path / "toy.h5", progress=False)
+    assert calls["n"] > 12
+    assert (open_dataset(out)["state"].values == open_dataset(toy_dataset)["state"].values).all()

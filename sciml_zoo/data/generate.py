@@ -6,7 +6,7 @@ high-resolution state and the frames kept so far are written atomically to
 ``<out>.partial``; a rerun after a kill resumes from there and produces the
 same file bit for bit as an uninterrupted run (the solvers are deterministic).
 SIGINT and SIGTERM save the step counter, the state and the frames as one
-(:mod:`sciml_zoo.train.interrupts`: a signal waits until a step is committed).
+(:mod:`sciml_zoo.interrupts`: a signal waits until a step is committed).
 
 A dataset is keyed by :func:`dataset_key`, the hash of its recipe, the solver
 as resolved and the adapter's code (:func:`~sciml_zoo.provenance.code_fingerprint`),
@@ -33,11 +33,12 @@ from tqdm.auto import tqdm
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.data.store import write_dataset
 from sciml_zoo.errors import DataError
+from sciml_zoo.faults import FaultPolicy, make_query_step
+from sciml_zoo.interrupts import interruptible
 from sciml_zoo.paths import file_lock
 from sciml_zoo.provenance import atomic_path, code_fingerprint, environment, to_jsonable
 from sciml_zoo.registry import make_solver_from_file, resolve_file_solver, solver_factory
 from sciml_zoo.solver import check_state
-from sciml_zoo.train.interrupts import interruptible
 
 __all__ = ["generate_dataset", "partial_path", "dataset_record", "dataset_key", "stored_key"]
 
@@ -205,6 +206,8 @@ def _generate(recipe: DatasetRecipe, out: Path, *, key: str, code: dict[str, Any
     else:
         step, fine, frames = resumed
     who = f"{recipe.solver}.step (reference run)"
+    # the fault policy of every solver call: a failed step is retried (a solver's own SystemExit too)
+    reference_step = make_query_step(fine_solver, policy=FaultPolicy())
 
     def restricted(state: torch.Tensor) -> np.ndarray:
         coarse = hooks.restrict(state, tuple(recipe.source_resolution))
@@ -221,7 +224,7 @@ def _generate(recipe: DatasetRecipe, out: Path, *, key: str, code: dict[str, Any
                     with guard.critical():
                         frames.append(first)
                 while step < total:
-                    new = fine_solver.step(fine, params)
+                    new = reference_step(fine, params)
                     new = check_state(new, fine_solver.state_shape, who=who, dtype=fine.dtype)
                     frame = restricted(new) if step + 1 >= recipe.warmup_steps else None
                     with guard.critical():  # the step counter, the state and the frame change together
