@@ -14,16 +14,18 @@ recovery rate ``eps`` (one per batch member). One ``step`` advances
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
+from sciml_zoo_solvers._grid1d import NumPyLine
 
 __all__ = ["FitzHughNagumo", "make_fitzhugh_nagumo_solver"]
 
 
-class FitzHughNagumo(SolverBase):
+class FitzHughNagumo(NumPyLine):
     """1D FitzHugh–Nagumo with no-flux ends.
 
     Args:
@@ -36,7 +38,6 @@ class FitzHughNagumo(SolverBase):
 
     name = "fitzhugh-nagumo"
     param_names = ("eps",)
-    capabilities = Capabilities(differentiable=False, batched=True)
 
     def __init__(
         self,
@@ -50,30 +51,24 @@ class FitzHughNagumo(SolverBase):
         a: float = 0.7,
         b: float = 0.8,
     ) -> None:
-        self.n = int(resolution[0])
-        self.length = float(length)
-        self.frame_time = float(frame_time)
-        self.substeps = int(substeps)
+        self._init_line(resolution=resolution, channels=2, length=length, frame_time=frame_time, substeps=substeps)
         self.diffusivity = float(diffusivity)
         self.current, self.a, self.b = float(current), float(a), float(b)
-        self._state_shape = (2, self.n)
 
     def _vxx(self, v: np.ndarray) -> np.ndarray:
         h = self.length / self.n
         padded = np.concatenate([v[:, :1], v, v[:, -1:]], axis=1)  # mirror ghost cells: no flux
         return (padded[:, 2:] - 2.0 * v + padded[:, :-2]) / h**2
 
-    def step(self, state: Tensor, params: Tensor) -> Tensor:
-        s = state.detach().cpu().numpy().astype(np.float64)
-        v, w = s[:, 0], s[:, 1]
-        eps = params.detach().cpu().numpy().astype(np.float64)[:, :1]
-        dt = self.frame_time / self.substeps
-        for _ in range(self.substeps):
-            v, w = (
+    def _substep(self, u: np.ndarray, eps: np.ndarray, dt: float) -> np.ndarray:
+        v, w = u[:, 0], u[:, 1]
+        return np.stack(
+            [
                 v + dt * (self.diffusivity * self._vxx(v) + v - v**3 / 3.0 - w + self.current),
                 w + dt * eps * (v + self.a - self.b * w),
-            )
-        return torch.from_numpy(np.stack([v, w], axis=1)).to(state.dtype)
+            ],
+            axis=1,
+        )
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
         """Rest state plus three random smooth bumps of ``v`` per member."""
@@ -88,18 +83,8 @@ class FitzHughNagumo(SolverBase):
             out[i, 0], out[i, 1] = v, -0.6 + 0.1 * rng.standard_normal()
         return torch.from_numpy(out).float()
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "resolution": [self.n],
-            "length": self.length,
-            "frame_time": self.frame_time,
-            "substeps": self.substeps,
-            "diffusivity": self.diffusivity,
-            "current": self.current,
-            "a": self.a,
-            "b": self.b,
-        }
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "diffusivity": self.diffusivity, "current": self.current, "a": self.a, "b": self.b}
 
 
 def make_fitzhugh_nagumo_solver(**options: object) -> FitzHughNagumo:

@@ -16,16 +16,18 @@ RK4 steps. No gradients.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
+from sciml_zoo_solvers._grid1d import NumPyLine, rk4_step
 
 __all__ = ["GinzburgLandau", "make_ginzburg_landau_solver"]
 
 
-class GinzburgLandau(SolverBase):
+class GinzburgLandau(NumPyLine):
     """1D complex Ginzburg–Landau on the periodic interval ``[0, length)``.
 
     Args:
@@ -38,7 +40,6 @@ class GinzburgLandau(SolverBase):
 
     name = "ginzburg-landau"
     param_names = ("c",)
-    capabilities = Capabilities(differentiable=False, batched=True)
 
     def __init__(
         self,
@@ -49,45 +50,30 @@ class GinzburgLandau(SolverBase):
         substeps: int = 5,
         dispersion: float = 2.0,
     ) -> None:
-        self.n = int(resolution[0])
-        self.length = float(length)
-        self.frame_time = float(frame_time)
-        self.substeps = int(substeps)
+        self._init_line(resolution=resolution, channels=2, length=length, frame_time=frame_time, substeps=substeps)
         self.dispersion = float(dispersion)
-        self._state_shape = (2, self.n)
 
     def _rhs(self, a: np.ndarray, c: np.ndarray) -> np.ndarray:
         h = self.length / self.n
         a_xx = (np.roll(a, 1, -1) + np.roll(a, -1, -1) - 2.0 * a) / h**2
         return a + (1.0 + 1j * self.dispersion) * a_xx - (1.0 + 1j * c) * (a * a.conj()).real * a
 
-    def step(self, state: Tensor, params: Tensor) -> Tensor:
-        s = state.detach().cpu().numpy().astype(np.float64)
-        a = s[:, 0] + 1j * s[:, 1]
-        c = params.detach().cpu().numpy().astype(np.float64)[:, :1]  # (B, 1): broadcasts over x
-        dt = self.frame_time / self.substeps
-        for _ in range(self.substeps):
-            k1 = self._rhs(a, c)
-            k2 = self._rhs(a + 0.5 * dt * k1, c)
-            k3 = self._rhs(a + 0.5 * dt * k2, c)
-            k4 = self._rhs(a + dt * k3, c)
-            a = a + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-        return torch.from_numpy(np.stack([a.real, a.imag], axis=1)).to(state.dtype)
+    def _to_work(self, u: np.ndarray) -> np.ndarray:
+        return u[:, 0] + 1j * u[:, 1]  # the complex amplitude A
+
+    def _from_work(self, a: np.ndarray) -> np.ndarray:
+        return np.stack([a.real, a.imag], axis=1)
+
+    def _substep(self, a: np.ndarray, c: np.ndarray, dt: float) -> np.ndarray:
+        return rk4_step(lambda z: self._rhs(z, c), a, dt)
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
         """Small random noise (amplitude 0.01) about ``A = 0``, which is linearly unstable."""
         rng = np.random.default_rng(seed)
         return torch.from_numpy(0.01 * rng.standard_normal((len(params), 2, self.n))).float()
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "resolution": [self.n],
-            "length": self.length,
-            "frame_time": self.frame_time,
-            "substeps": self.substeps,
-            "dispersion": self.dispersion,
-        }
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "dispersion": self.dispersion}
 
 
 def make_ginzburg_landau_solver(**options: object) -> GinzburgLandau:

@@ -20,16 +20,18 @@ conditions make the test split).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
+from sciml_zoo_solvers._grid1d import NumPyLine, rk4_step
 
 __all__ = ["Lorenz96", "make_lorenz96_solver"]
 
 
-class Lorenz96(SolverBase):
+class Lorenz96(NumPyLine):
     """Lorenz-96, one-scale (``fast_per_slow = 0``) or two-scale.
 
     Args:
@@ -42,7 +44,6 @@ class Lorenz96(SolverBase):
 
     name = "lorenz96"
     param_names = ()
-    capabilities = Capabilities(differentiable=False, batched=True)
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class Lorenz96(SolverBase):
             float(amplitude_scale),
         )
         self.frame_time, self.substeps = float(frame_time), int(substeps)
+        self.n = self.k
         self._state_shape = (1 + self.j, self.k)
 
     def _tendency(self, z: np.ndarray) -> np.ndarray:
@@ -87,19 +89,16 @@ class Lorenz96(SolverBase):
         )
         return np.concatenate([dx, dy], axis=1)
 
-    def step(self, state: Tensor, params: Tensor) -> Tensor:
-        s = state.detach().cpu().numpy().astype(np.float64)
-        n = len(s)
-        z = np.concatenate([s[:, 0], s[:, 1:].transpose(0, 2, 1).reshape(n, -1)], axis=1)  # (B, K + K J)
-        dt = self.frame_time / self.substeps
-        for _ in range(self.substeps):  # classical RK4
-            k1 = self._tendency(z)
-            k2 = self._tendency(z + 0.5 * dt * k1)
-            k3 = self._tendency(z + 0.5 * dt * k2)
-            k4 = self._tendency(z + dt * k3)
-            z = z + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        y = z[:, self.k :].reshape(n, self.k, self.j).transpose(0, 2, 1)
-        return torch.from_numpy(np.concatenate([z[:, None, : self.k], y], axis=1)).to(state.dtype)
+    def _to_work(self, s: np.ndarray) -> np.ndarray:
+        """``z = [X | Y]`` (B, K + K J) from the state (B, 1 + J, K)."""
+        return np.concatenate([s[:, 0], s[:, 1:].transpose(0, 2, 1).reshape(len(s), -1)], axis=1)
+
+    def _from_work(self, z: np.ndarray) -> np.ndarray:
+        y = z[:, self.k :].reshape(len(z), self.k, self.j).transpose(0, 2, 1)
+        return np.concatenate([z[:, None, : self.k], y], axis=1)
+
+    def _substep(self, z: np.ndarray, p: np.ndarray, dt: float) -> np.ndarray:
+        return rk4_step(self._tendency, z, dt)  # classical RK4; no physical parameter
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
         """``X_k = F / 4`` plus unit noise, small random ``Y``; burn-in reaches the attractor."""
@@ -118,10 +117,8 @@ class Lorenz96(SolverBase):
         """
         return super().restrict(state[:, :1], resolution)
 
-    def describe(self) -> dict:
+    def options(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "resolution": [self.k],
             "fast_per_slow": self.j,
             "forcing": self.forcing,
             "coupling": self.h,

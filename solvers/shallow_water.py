@@ -24,11 +24,13 @@ No gradients.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from sciml_zoo.solver import Capabilities, SolverBase
+from sciml_zoo_solvers._grid1d import NumPyLine
 
 __all__ = ["ShallowWater", "make_shallow_water_solver"]
 
@@ -37,7 +39,7 @@ def _minmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(a * b > 0.0, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
 
 
-class ShallowWater(SolverBase):
+class ShallowWater(NumPyLine):
     """1D shallow water on the periodic interval ``[0, length)``, flat bottom.
 
     Args:
@@ -50,7 +52,7 @@ class ShallowWater(SolverBase):
 
     name = "shallow-water"
     param_names = ("g",)
-    capabilities = Capabilities(differentiable=False, batched=True)
+    errstate: ClassVar[dict[str, str]] = {"invalid": "ignore", "divide": "ignore", "over": "ignore"}
 
     def __init__(
         self,
@@ -63,12 +65,8 @@ class ShallowWater(SolverBase):
     ) -> None:
         if int(order) not in (1, 2):
             raise ValueError(f"order={order!r} is not supported; use 1 (Rusanov) or 2 (MUSCL-minmod)")
-        self.n = int(resolution[0])
-        self.length = float(length)
-        self.frame_time = float(frame_time)
-        self.substeps = int(substeps)
+        self._init_line(resolution=resolution, channels=2, length=length, frame_time=frame_time, substeps=substeps)
         self.order = int(order)
-        self._state_shape = (2, self.n)
 
     @staticmethod
     def _flux(u: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,18 +89,11 @@ class ShallowWater(SolverBase):
         face = 0.5 * (f_left + f_right) - 0.5 * a * (right - left)
         return -(face - np.roll(face, 1, -1)) / (self.length / self.n)
 
-    def step(self, state: Tensor, params: Tensor) -> Tensor:
-        u = state.detach().cpu().numpy().astype(np.float64)
-        g = params.detach().cpu().numpy().astype(np.float64)[:, :1]  # (B, 1): broadcasts over x
-        dt = self.frame_time / self.substeps
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            for _ in range(self.substeps):
-                if self.order == 2:
-                    mid = u + dt * self._rate(u, g)
-                    u = 0.5 * (u + mid + dt * self._rate(mid, g))
-                else:
-                    u = u + dt * self._rate(u, g)
-        return torch.from_numpy(u).to(state.dtype)
+    def _substep(self, u: np.ndarray, g: np.ndarray, dt: float) -> np.ndarray:
+        if self.order == 2:  # SSP-RK2
+            mid = u + dt * self._rate(u, g)
+            return 0.5 * (u + mid + dt * self._rate(mid, g))
+        return u + dt * self._rate(u, g)
 
     def initial_state(self, params: Tensor, *, seed: int) -> Tensor:
         """Depth ``1 + 0.25 * eta`` and discharge ``0.1 * xi`` from random modes ``k = 1..4``.
@@ -123,15 +114,8 @@ class ShallowWater(SolverBase):
         h, q = 1.0 + 0.25 * field(), 0.1 * field()
         return torch.from_numpy(np.stack([h, q], axis=1)).float()
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "resolution": [self.n],
-            "length": self.length,
-            "frame_time": self.frame_time,
-            "substeps": self.substeps,
-            "order": self.order,
-        }
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "order": self.order}
 
 
 def make_shallow_water_solver(**options: object) -> ShallowWater:
