@@ -22,9 +22,9 @@ from typing import Any
 
 import xarray as xr
 
-from sciml_zoo.data.generate import dataset_key, generate_dataset, stored_key
-from sciml_zoo.data.loading import Dataset, load_dataset, source_solver
-from sciml_zoo.errors import ConfigError, DataError, SciMLZooError
+from sciml_zoo.data.cache import dataset_for
+from sciml_zoo.data.loading import Dataset, source_solver
+from sciml_zoo.errors import ConfigError, SciMLZooError
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.experiment import Experiment
 from sciml_zoo.figures import plot_cost_accuracy, plot_error_band
@@ -113,9 +113,10 @@ def run_comparison(
 
     The dataset is ``<shared_data>/<recipe name>.h5`` (where ``sciml-zoo
     generate`` writes by default, relative to the working directory) when its
-    hash is the recipe's :func:`~sciml_zoo.data.generate.dataset_key` (recipe,
-    solver, adapter code); otherwise ``out/data/<recipe name>.h5``, generated
-    or regenerated to that hash. ``shared_data=None`` always uses ``out/data``.
+    hash is the recipe's (recipe, solver, adapter code); otherwise
+    ``out/data/<recipe name>.h5``, generated or regenerated to that hash
+    (:func:`~sciml_zoo.data.cache.dataset_for`). ``shared_data=None`` always
+    uses ``out/data``.
     """
     out = Path(out)
     _check_unrolls(exp)  # before any folder or dataset is made
@@ -124,32 +125,12 @@ def run_comparison(
         return _run_locked(exp, out, progress=progress, force=force, device=device, shared_data=shared_data)
 
 
-def _dataset(exp: Experiment, out: Path, *, progress: bool, shared_data: str | Path | None) -> tuple[Path, Dataset]:
-    """The comparison's dataset, made by exactly this recipe and adapter code (its hash is checked)."""
-    key = dataset_key(exp.recipe)
-    if shared_data is not None:
-        shared = safe_child(shared_data, exp.recipe.name, what="recipe name", suffix=".h5")
-        if stored_key(shared) == key:
-            data = load_dataset(shared)
-            if data.hash == key:  # not replaced in between
-                return shared, data
-    data_dir = safe_child(out, "data", what="data folder")
-    data_path = safe_child(data_dir, exp.recipe.name, what="recipe name", suffix=".h5")
-    data_path = generate_dataset(exp.recipe, data_path, progress=progress)  # regenerates a stale file
-    data = load_dataset(data_path)
-    if data.hash != key:
-        raise DataError(
-            f"dataset {str(data_path)!r} has hash {data.hash}, not its recipe's {key}: it changed while "
-            "this comparison ran; rerun it"
-        )
-    return data_path, data
-
-
 def _run_locked(
     exp: Experiment, out: Path, *, progress: bool, force: bool, device: str, shared_data: str | Path | None
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    data_path, data = _dataset(exp, out, progress=progress, shared_data=shared_data)
+    own = safe_child(out, "data", what="data folder")
+    data_path, data = dataset_for(exp.recipe, own, shared_dir=shared_data, progress=progress)
     solver = source_solver(data)  # built once: its capabilities here, its steps in evaluation
     plans, failed = _plan(exp, out, data_path, data, solver)
     _check_reuse(plans, force)
