@@ -155,6 +155,10 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
         _edit(lambda c: next(iter(c["gradient"].values()))["estimator"].__setitem__("steps", "x")),
         "estimator.steps must be",
     ),
+    "member-drop tallies of the wrong length": (
+        _edit(lambda c: c["parts"]["member_drops"]["drawn"].append(1)),
+        "field parts.member_drops.drawn has",
+    ),
     "estimator state a list": (
         _edit(lambda c: next(iter(c["gradient"].values())).__setitem__("estimator", [1])),
         "estimator must be a table",

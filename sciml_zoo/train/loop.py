@@ -3,8 +3,9 @@
 A plain PyTorch loop (no Lightning). What differs between NON, FO-SOL and the
 ZO-SOL variants is only *where the gradient comes from*
 (:mod:`sciml_zoo.train.gradients`); data, loss, optimizer and schedule are
-shared. Data loading lives in :mod:`sciml_zoo.data.loading`, models and
-checkpoint files in :mod:`sciml_zoo.runs`.
+shared. Data loading lives in :mod:`sciml_zoo.data.loading`, models in
+:mod:`sciml_zoo.runs`, the run's state and its checkpoint in
+:mod:`sciml_zoo.train.state` (files: :mod:`sciml_zoo.checkpoint`).
 
 Guarantees:
 
@@ -36,10 +37,9 @@ from typing import Any, cast
 import torch
 from tqdm.auto import tqdm
 
-from sciml_zoo.checkpoint import CheckpointFieldError, load_checkpoint, save_checkpoint
 from sciml_zoo.config import RunConfig
 from sciml_zoo.data.loading import Dataset, load_dataset, source_solver
-from sciml_zoo.errors import ConfigError, DataError, DivergenceError, QueryFailure, SolverError
+from sciml_zoo.errors import ConfigError, DivergenceError, QueryFailure, SolverError
 from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
 from sciml_zoo.runs import build_model, clean_stale_temp_files, config_hash, run_lock
 from sciml_zoo.solver import StepCounter
@@ -110,9 +110,7 @@ def _train_locked(
             return make_gradient_source(replace(cfg, unroll=steps), model, solver, counter, query_step)
 
         # stops a run that keeps dropping one simulation (its queries fail for its parameters)
-
         drops = MemberDrops(data.train.params, data.recipe.param_names, cfg.max_dropped_share)
-
         state = TrainState(cfg, model, make_source, counts, counter, parts={"member_drops": drops})
         record = {
             "config": to_jsonable(config),
@@ -121,14 +119,14 @@ def _train_locked(
             "dataset": {k: data.attrs.get(k) for k in ("path", "recipe", "versions")},
             "hash": config_hash(config, data.hash),
         }
+        envelope = {"config": record["config"], "hash": record["hash"]}  # what a checkpoint must match
         if resume:
-            _resume(state, config, record["hash"], ckpt_path)
+            state.resume(ckpt_path, envelope)
         else:
             write_json(run_dir / "config.json", record)
-        _Loop(state, data, device, run_dir, solver.name, config, record["hash"]).run(stop_after, progress)
+        _Loop(state, data, device, run_dir, solver.name, envelope).run(stop_after, progress)
     finally:
-        if query_step is not None:
-            query_step.close()
+        query_step.close()
     summary = {
         **record,
         "label": cfg.label,
@@ -143,46 +141,19 @@ def _train_locked(
     return summary
 
 
-def _resume(state: TrainState, config: RunConfig, run_hash: str, ckpt_path: Path) -> None:
-    """Load ``ckpt_path`` into ``state``: same config and hash, every field checked (one line naming it)."""
-    ckpt = load_checkpoint(ckpt_path)
-    run_dir = ckpt_path.parent
-    if ckpt["config"] != to_jsonable(replace(config, data=ckpt["config"].get("data"))):
-        raise ConfigError(f"{run_dir} was trained with a different config; resume with the same one")
-    if ckpt.get("hash") != run_hash:
-        raise ConfigError(
-            f"{run_dir} was trained on another dataset or with other package versions (hash {ckpt.get('hash')} "
-            f"!= {run_hash}); resume it where it started, or start a new run in another --out"
-        )
-    try:
-        state.load_state_dict(ckpt)
-    except CheckpointFieldError as exc:
-        raise DataError(
-            f"checkpoint {str(ckpt_path)!r} is corrupt: {exc}; delete the run directory and retrain"
-        ) from None
-
-
 class _Loop:
     """The iterations of one run: sample, gradient (redone without failed members), step, log, checkpoint."""
 
     def __init__(
-        self,
-        state: TrainState,
-        data: Dataset,
-        device: torch.device,
-        run_dir: Path,
-        solver: str,
-        config: RunConfig,
-        run_hash: str,
+        self, state: TrainState, data: Dataset, device: torch.device, run_dir: Path, solver: str, envelope: dict
     ) -> None:
         self.state, self.cfg, self.data, self.device, self.solver = state, state.cfg, data, device, solver
-        self.run_dir, self.ckpt_path = run_dir, run_dir / "checkpoint.pt"
-        self.envelope = {"config": to_jsonable(config), "hash": run_hash}
+        self.run_dir, self.ckpt_path, self.envelope = run_dir, run_dir / "checkpoint.pt", envelope
         self.samplers: dict[int, WindowSampler] = {}  # one per unroll length (several with a curriculum)
         self.drops = cast(MemberDrops, state.parts["member_drops"])
 
     def save(self) -> None:
-        save_checkpoint(self.ckpt_path, {**self.envelope, **self.state.state_dict()})
+        self.state.save(self.ckpt_path, self.envelope)
         _write_log(self.run_dir / "log.csv", self.state.log)
 
     def run(self, stop_after: int | None, progress: bool) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -33,6 +34,8 @@ from sciml_zoo.checkpoint import (
     check_like,
     check_number,
     check_plain,
+    load_checkpoint,
+    save_checkpoint,
 )
 from sciml_zoo.config import TrainConfig
 from sciml_zoo.errors import ConfigError, DataError
@@ -51,20 +54,9 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-STATE_FIELDS = (
-    "model",
-    "optimizer",
-    "scheduler",
-    "generator",
-    "probe_generator",
-    "torch_rng",
-    "gradient",
-    "fault_counts",
-    "iteration",
-    "wall_s",
-    "log",
-    "skipped_in_a_row",
-    "solver_steps",
+STATE_FIELDS = tuple(
+    "model optimizer scheduler generator probe_generator torch_rng gradient fault_counts iteration wall_s log "
+    "skipped_in_a_row solver_steps".split()
 )
 """The fields of a checkpoint that :meth:`TrainState.state_dict` writes, in load order."""
 
@@ -144,6 +136,35 @@ class TrainState:
             "solver_steps": self.counter.sample_steps,
             **({"parts": {name: part.state_dict() for name, part in self.parts.items()}} if self.parts else {}),
         }
+
+    def save(self, path: Path, envelope: Mapping[str, Any]) -> None:
+        """Write the checkpoint at ``path``: ``envelope`` (``config``, ``hash``) and :meth:`state_dict`."""
+        save_checkpoint(path, {**envelope, **self.state_dict()})
+
+    def resume(self, path: Path, envelope: Mapping[str, Any]) -> None:
+        """Load the checkpoint at ``path``, written under the same ``envelope`` (config and hash).
+
+        Raises:
+            ConfigError: the checkpoint was written by another config, dataset
+                or package versions.
+            DataError: it is missing, not a checkpoint, or a field is corrupt
+                (one line naming the field).
+        """
+        ckpt = load_checkpoint(path)
+        if ckpt["config"] != {**envelope["config"], "data": ckpt["config"].get("data")}:
+            raise ConfigError(f"{path.parent} was trained with a different config; resume with the same one")
+        if ckpt.get("hash") != envelope["hash"]:
+            raise ConfigError(
+                f"{path.parent} was trained on another dataset or with other package versions (hash "
+                f"{ckpt.get('hash')} != {envelope['hash']}); resume it where it started, or start a new run in "
+                "another --out"
+            )
+        try:
+            self.load_state_dict(ckpt)
+        except CheckpointFieldError as exc:
+            raise DataError(
+                f"checkpoint {str(path)!r} is corrupt: {exc}; delete the run directory and retrain"
+            ) from None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, each field checked before it is loaded.
