@@ -8,7 +8,6 @@ saves a checkpoint and exits 130.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from sciml_zoo.cli_args import (
     device,
     integer,
     positive_int,
+    read_summary,
     solver_trust_of,
     threads,
     trust_flags,
@@ -55,21 +55,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 # train flags that are shorthands for --set train.KEY=VALUE
-_TRAIN_FLAGS = (
-    "method",
-    "estimator",
-    "unroll",
-    "iterations",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "seed",
-    "device",
-    "executor",
-    "workers",
-    "scheduler_address",
-    "timeout_s",
-    "retries",
+_TRAIN_FLAGS = tuple(
+    "method estimator unroll iterations batch_size lr optimizer seed device executor workers scheduler_address "
+    "timeout_s retries".split()
 )
 
 
@@ -105,7 +93,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     runs: dict[str, str | None] = {"SRC": None}
     summaries: dict[str, list[dict]] = {}
     for run in args.runs:
-        summary = _read_summary(Path(run) / "summary.json")
+        summary = read_summary(Path(run) / "summary.json")
         label = summary.get("label", Path(run).name)
         if label in runs:  # two runs of one method: keep both rows apart
             label = f"{label} ({run})"
@@ -122,19 +110,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             raise SciMLZooError(
                 f"cannot write --out {args.out!r} ({exc.strerror or exc}); choose another path"
             ) from None
-
-
-def _read_summary(path: Path) -> dict:
-    """A run's ``summary.json`` (``{}`` if it has none: an unfinished run), refused in one line if corrupt."""
-    if not path.is_file():
-        return {}
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SciMLZooError(f"{str(path)!r} is corrupt ({exc}); delete it, or retrain the run") from None
-    if not isinstance(summary, dict):
-        raise SciMLZooError(f"{str(path)!r} is not a run summary (a JSON object); delete it, or retrain the run")
-    return summary
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ argparse's usage errors) with one line naming the flag, the value and the fix.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 from typing import NoReturn
@@ -27,6 +28,7 @@ __all__ = [
     "positive_int",
     "integer",
     "threads",
+    "read_summary",
 ]
 
 
@@ -143,3 +145,16 @@ def integer(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise SciMLZooError(f"{flag} must be an integer, got {text!r}; e.g. {flag} 0") from None
+
+
+def read_summary(path: Path) -> dict:
+    """A run's ``summary.json`` (``{}`` if it has none: an unfinished run), refused in one line if corrupt."""
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SciMLZooError(f"{str(path)!r} is corrupt ({exc}); delete it, or retrain the run") from None
+    if not isinstance(summary, dict):
+        raise SciMLZooError(f"{str(path)!r} is not a run summary (a JSON object); delete it, or retrain the run")
+    return summary

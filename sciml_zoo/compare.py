@@ -9,7 +9,7 @@ printed for the others. Outputs in ``out/``: ``results.md`` and ``results.csv``
 (the table), ``errors.nc`` (per-step errors by seed, method, simulation, with
 every physical parameter), ``results.json`` (config, seed, versions, hashes of
 every number), ``error_vs_step.png`` (a band over seeds), ``cost_accuracy.png``
-and ``fields.png``.
+and ``fields.png``, written by :mod:`sciml_zoo.report`.
 """
 
 from __future__ import annotations
@@ -27,19 +27,10 @@ from sciml_zoo.data.loading import Dataset, source_solver
 from sciml_zoo.errors import ConfigError, SciMLZooError
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.experiment import Experiment
-from sciml_zoo.figures import plot_cost_accuracy, plot_error_band
 from sciml_zoo.paths import remove_tool_dir, safe_child
-from sciml_zoo.plots import field_name, plot_fields
-from sciml_zoo.provenance import atomic_path, environment, to_jsonable, write_json
+from sciml_zoo.provenance import environment, write_json
+from sciml_zoo.report import write_report
 from sciml_zoo.runs import RunConfig, clean_stale_temp_files, config_hash, run_lock
-from sciml_zoo.tables import (
-    FAULT_NAMES,
-    comparison_rows,
-    format_paired,
-    format_table,
-    paired_rows,
-    seed_summary,
-)
 from sciml_zoo.train.loop import train
 
 __all__ = ["run_comparison"]
@@ -136,7 +127,7 @@ def _run_locked(
     _check_reuse(plans, force)
     finished, summaries = _train_all(plans, data, failed, progress=progress)
     errors, trajectories = _evaluate(exp, data, solver, finished, device=device)
-    rows, paired, table, run_records = _report(exp, out, data, finished, summaries, failed, errors, trajectories)
+    rows, paired, table, run_records = write_report(exp, out, data, finished, summaries, failed, errors, trajectories)
     record = {
         "preset": exp.name,
         "config": exp,
@@ -234,95 +225,3 @@ def _evaluate(
         per_seed.append(xr.concat([src, errs], dim="method").reindex({"method": method_labels}))
     errors = xr.concat(per_seed, dim=xr.DataArray([-1 if s is None else s for s in seeds], dims="seed", name="seed"))
     return errors, trajectories
-
-
-def _report(
-    exp: Experiment,
-    out: Path,
-    data: Dataset,
-    finished: list[_Plan],
-    summaries: dict[str, list[dict[str, Any]]],
-    failed: dict[str, str],
-    errors: xr.DataArray,
-    trajectories: dict[str, Any],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[dict[str, Any]]]:
-    """Write the tables, ``errors.nc`` and the figures; return the rows, paired rows, table and run records."""
-    method_labels = _method_labels(finished)
-    headline = errors.sel(step=slice(1, exp.eval_steps))
-    rows = comparison_rows(headline, method_labels, summaries)
-    for r in rows:
-        r["horizons"] = {
-            h: seed_summary(
-                errors.sel({"step": slice(1, h), "method": r["method"]}).mean(("sim", "step")).values.tolist()
-            )["mean"]
-            for h in exp.horizons
-        }
-    paired = paired_rows(headline, method_labels)
-    table = "\n\n".join(t for t in (format_table(rows, failed), format_paired(paired)) if t)
-    _write_tables(out, exp, rows, table)
-    _write_errors(out, exp, errors)
-    plot_error_band(errors.mean("sim"), out / "error_vs_step.png", title=f"{exp.name}: test MAE per step")
-    points, run_records = _run_records(exp, finished, errors)
-    plot_cost_accuracy(points, out / "cost_accuracy.png", title=f"{exp.name}: cost against test MAE")
-    _plot_fields(out, data, trajectories, exp.eval_steps)
-    return rows, paired, table, run_records
-
-
-def _write_errors(out: Path, exp: Experiment, errors: xr.DataArray) -> None:
-    saved = errors.isel(seed=0, drop=True) if exp.seeds is None else errors
-    ds = xr.Dataset({"mae": saved, "per_step": saved.mean("sim")})
-    ds.attrs.update({"preset": exp.name, "config": json.dumps(to_jsonable(exp)), "versions": json.dumps(environment())})
-    with atomic_path(out / "errors.nc") as tmp:
-        ds.to_netcdf(tmp)
-
-
-def _run_records(
-    exp: Experiment, finished: list[_Plan], errors: xr.DataArray
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One cost/accuracy point and one ``results.json`` record per finished run."""
-    points, run_records = [], []
-    for p in finished:
-        summary = json.loads((p.dir / "summary.json").read_text())
-        seed = -1 if p.seed is None else p.seed
-        mae = float(errors.sel({"method": p.label, "seed": seed, "step": slice(1, exp.eval_steps)}).mean())
-        steps, wall = summary.get("train_solver_steps"), summary.get("train_wall_s")
-        points.append({"method": p.label, "mae": mae, "train_solver_steps": steps, "train_wall_s": wall})
-        run_records.append(
-            {
-                "method": p.label,
-                "key": p.key,
-                "seed": p.config.train.seed,
-                "dir": str(p.dir),
-                "hash": p.hash,
-                "config": p.config,
-                "test_mae": mae,
-                "train_solver_steps": steps,
-                "train_wall_s": wall,
-                "faults": summary.get("faults"),
-                "versions": summary.get("versions"),
-            }
-        )
-    return points, run_records
-
-
-def _write_tables(out: Path, exp: Experiment, rows: list[dict[str, Any]], table: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "results.md") as tmp:
-        tmp.write_text(f"# {exp.name}: test MAE over {exp.eval_steps} steps\n\n{table}\n")
-    cols = ["method", "mae", "mae_std", "seeds", "seed_std", "ci95", "ratio_to_fo", "ratio_std"]
-    cols += ["train_solver_steps", "train_wall_s"]
-    horizons = [f"mae_{h}" for h in exp.horizons]
-    lines = [",".join(cols + horizons + list(FAULT_NAMES))]
-    for r in rows:
-        cells = [r[c] for c in cols] + [r["horizons"][h] for h in exp.horizons]
-        cells += [(r.get("faults") or {}).get(k, 0) for k in FAULT_NAMES]
-        lines.append(",".join(str(c) for c in cells))
-    with atomic_path(out / "results.csv") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-
-
-def _plot_fields(out: Path, data: Dataset, trajectories: dict[str, Any], last: int) -> None:
-    test = data.test.states
-    fields = {"reference": test[0, last]} | {k: v[0, last - 1] for k, v in trajectories.items()}
-    what = field_name(test[0, last])
-    plot_fields(fields, out / "fields.png", title=f"{what} at step {last}, first test simulation")

@@ -7,14 +7,13 @@ importing the training package: imports only run down the layers.
 
 from __future__ import annotations
 
-import inspect
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from sciml_zoo.config_io import check_call_options
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, Estimator, as_estimator
 from sciml_zoo.faults import EXECUTORS
@@ -171,10 +170,15 @@ class TrainConfig:
             raise ConfigError(
                 f"train.scheduler {self.scheduler!r} is not in torch.optim.lr_scheduler (e.g. CosineAnnealingLR)"
             )
-        _check_call_options("optimizer_options", getattr(torch.optim, self.optimizer), self.optimizer_options)
+        given = {"params": "remove it", "lr": "set train.lr (--lr) instead"}  # what the loop passes
+        check_call_options(
+            "train.optimizer_options", getattr(torch.optim, self.optimizer), self.optimizer_options, given=given
+        )
         if self.scheduler is not None:
             scheduler = getattr(torch.optim.lr_scheduler, self.scheduler)
-            _check_call_options("scheduler_options", scheduler, self.scheduler_options)
+            check_call_options(
+                "train.scheduler_options", scheduler, self.scheduler_options, given={"optimizer": "remove it"}
+            )
         elif self.scheduler_options:
             raise ConfigError("train.scheduler_options are set but train.scheduler is not; name a scheduler")
 
@@ -274,48 +278,6 @@ def _check_int(key: str, value: Any, low: int | None) -> None:
         raise ConfigError(f"train.{key} must be an integer, got {value!r}; e.g. train.{key}={max(low or 0, 1)}")
     if low is not None and value < low:
         raise ConfigError(f"train.{key} must be >= {low}, got {value}")
-
-
-_GIVEN = {"params", "optimizer", "lr", "self"}  # passed by the loop, never by the user's options
-
-
-def _check_call_options(key: str, cls: Any, options: Mapping[str, Any]) -> None:
-    """Keys and value types of ``train.<key>`` against the signature of torch class ``cls``.
-
-    A value must have its default's kind (a number for a number, true/false
-    for a bool, a list of numbers for a tuple), so ``momentum = "abc"`` is one
-    line naming the key rather than torch's ``'<' not supported ...``; a
-    required option (``T_max`` of ``CosineAnnealingLR``) must be given.
-    """
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    names = [n for n, p in params.items() if n not in _GIVEN and p.kind in kinds]
-    name = cls.__name__
-    for opt, value in options.items():
-        if opt == "lr" and key == "optimizer_options":
-            raise ConfigError("train.optimizer_options.lr: set train.lr (--lr) instead")
-        if opt not in names:
-            raise ConfigError(f"train.{key}.{opt} is not an option of {name}; its options: {', '.join(names)}")
-        default = params[opt].default
-        if isinstance(default, bool):
-            ok, kind = isinstance(value, bool), "true or false"
-        elif isinstance(default, (int, float)):
-            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        elif isinstance(default, tuple):
-            ok = isinstance(value, (list, tuple)) and len(value) == len(default)
-            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            kind = f"a list of {len(default)} numbers"
-        else:
-            continue
-        if not ok:
-            example = json.dumps(list(default) if isinstance(default, tuple) else default)
-            raise ConfigError(f"train.{key}.{opt} must be {kind}, got {value!r}; e.g. train.{key}.{opt}={example}")
-    missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in options]
-    if missing:
-        raise ConfigError(f"train.{key} must set {', '.join(missing)} for {name}; e.g. train.{key}.{missing[0]}=10")
 
 
 def _check_number(key: str, value: Any, *, positive: bool, optional: bool) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
+import json
 import sys
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["load_toml", "from_dict", "parse_override", "apply_overrides"]
+__all__ = ["load_toml", "from_dict", "parse_override", "apply_overrides", "check_call_options"]
 
 T = TypeVar("T")
 
@@ -115,3 +117,53 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 raise ConfigError(f"override {text!r}: {k!r} is a value, not a table")
         node[keys[-1]] = value
     return raw
+
+
+def check_call_options(label: str, cls: Any, options: Mapping[str, Any], *, given: Mapping[str, str] = {}) -> None:
+    """Keys and value kinds of the options table ``label`` against the signature of ``cls``.
+
+    For options passed to a class the user names (``torch.optim.SGD``, an LR
+    scheduler): a value must have its default's kind (a number for a number,
+    true/false for a bool, a list of numbers for a tuple), so ``momentum =
+    "abc"`` is one line naming the key rather than torch's ``'<' not supported
+    ...``; a required option (``T_max`` of ``CosineAnnealingLR``) must be given.
+
+    Args:
+        label: the table's name for messages, e.g. ``"train.optimizer_options"``.
+        cls: the class (or function) the options are passed to.
+        options: the user's options.
+        given: arguments the caller passes itself, each with the fix to print
+            when the user sets it (``{"lr": "set train.lr (--lr) instead"}``).
+
+    Raises:
+        ConfigError: one line naming the key, the value and the fix.
+    """
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = [n for n, p in params.items() if n not in given and n != "self" and p.kind in kinds]
+    name = getattr(cls, "__name__", str(cls))
+    for opt, value in options.items():
+        if opt in given:
+            raise ConfigError(f"{label}.{opt} is passed by sciml-zoo itself; {given[opt]}")
+        if opt not in names:
+            raise ConfigError(f"{label}.{opt} is not an option of {name}; its options: {', '.join(names)}")
+        default = params[opt].default
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, tuple):
+            ok = isinstance(value, (list, tuple)) and len(value) == len(default)
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            kind = f"a list of {len(default)} numbers"
+        else:
+            continue
+        if not ok:
+            example = json.dumps(list(default) if isinstance(default, tuple) else default)
+            raise ConfigError(f"{label}.{opt} must be {kind}, got {value!r}; e.g. {label}.{opt}={example}")
+    missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in options]
+    if missing:
+        raise ConfigError(f"{label} must set {', '.join(missing)} for {name}; e.g. {label}.{missing[0]}=10")

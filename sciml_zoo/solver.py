@@ -156,9 +156,8 @@ class SolverBase:
         if len(coarse) != len(fine) or any(c < 1 or f % c for f, c in zip(fine, coarse, strict=True)):
             raise ConfigError(  # a ValueError too: a recipe whose resolutions do not divide
                 f"cannot restrict a grid of {tuple(reversed(fine))} cells onto resolution {tuple(resolution)}: "
-                f"{type(self).__name__} block-averages, so each coarse size must divide the fine one; "
-                "choose a reference_resolution that is a multiple of source_resolution in every axis, "
-                "or override restrict()"
+                f"{type(self).__name__} block-averages, so each coarse size must divide the fine one; choose a "
+                "reference_resolution that is a multiple of source_resolution in every axis, or override restrict()"
             )
         return block_average(state, tuple(f // c for f, c in zip(fine, coarse, strict=True)))
 
