@@ -32,6 +32,7 @@ __all__ = [
     "check_count",
     "check_number",
     "check_plain",
+    "check_optimizer_state",
 ]
 
 CHECKPOINT_FORMAT = "sciml-zoo-checkpoint/2"
@@ -202,3 +203,29 @@ def check_like(field: str, value: Any, reference: Any, *, extra_keys: bool = Fal
             check_like(_child(field, key), item, reference.get(key), extra_keys=extra_keys)
     else:
         check_plain(field, value)
+
+
+def check_optimizer_state(field: str, value: Any, optimizer: torch.optim.Optimizer) -> None:
+    """``value`` can be loaded into ``optimizer`` (a ``torch.optim`` optimizer of the same parameters).
+
+    Its ``param_groups`` have the structure of the optimizer's own (same
+    options, same parameter indices); every per-parameter state belongs to one
+    of its parameters, and each tensor in it of one or more dimensions (Adam's
+    moments, SGD's momentum) has that parameter's shape. ``load_state_dict``
+    itself checks none of this: a wrong shape would fail at the next step.
+    """
+    reference = optimizer.state_dict()
+    check_like(field, value, reference)
+    for i, (group, ref) in enumerate(zip(value["param_groups"], reference["param_groups"], strict=True)):
+        if list(group["params"]) != list(ref["params"]):
+            _fail(f"{field}.param_groups[{i}].params", f"must be {ref['params']}")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for key, per_param in value["state"].items():
+        where = f"{field}.state[{key!r}]"
+        if not isinstance(key, int) or not 0 <= key < len(params) or not isinstance(per_param, Mapping):
+            _fail(where, "is not the state of one of the parameters")
+        for name, item in per_param.items():
+            if isinstance(item, Tensor) and item.dim() > 0 and item.shape != params[key].shape:
+                _fail(f"{where}.{name}", f"has shape {tuple(item.shape)}, expected {tuple(params[key].shape)}")
+            if not isinstance(item, (Tensor, int, float)) and item is not None:
+                _fail(f"{where}.{name}", f"must be a tensor or a number, got {_kind(item)}")

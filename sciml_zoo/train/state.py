@@ -33,6 +33,7 @@ from sciml_zoo.checkpoint import (
     check_count,
     check_like,
     check_number,
+    check_optimizer_state,
     check_plain,
     load_checkpoint,
     save_checkpoint,
@@ -179,7 +180,7 @@ class TrainState:
             raise CheckpointFieldError(missing[0], f"is missing{also}")
         cfg = self.cfg
         check_like("model", state["model"], self.model.state_dict())
-        self._check_optimizer(state["optimizer"])
+        check_optimizer_state("optimizer", state["optimizer"], self.optimizer)
         check_like("scheduler", state["scheduler"], None if self.scheduler is None else self.scheduler.state_dict())
         if self.scheduler is None and state["scheduler"] is not None:
             raise CheckpointFieldError("scheduler", "holds a scheduler state, but train.scheduler is not set")
@@ -220,25 +221,6 @@ class TrainState:
         self.iteration, self.wall_s = iteration, float(state["wall_s"])
         self.log, self.skipped_in_a_row = list(log), state["skipped_in_a_row"]
         self.counter.sample_steps = state["solver_steps"]
-
-    def _check_optimizer(self, value: Any) -> None:
-        reference = self.optimizer.state_dict()
-        check_like("optimizer", value, reference)
-        for i, (group, ref) in enumerate(zip(value["param_groups"], reference["param_groups"], strict=True)):
-            if list(group["params"]) != list(ref["params"]):
-                raise CheckpointFieldError(f"optimizer.param_groups[{i}].params", f"must be {ref['params']}")
-        shapes = {i: p.shape for i, p in enumerate(p for g in self.optimizer.param_groups for p in g["params"])}
-        for key, per_param in value["state"].items():
-            field = f"optimizer.state[{key!r}]"
-            if key not in shapes or not isinstance(per_param, dict):
-                raise CheckpointFieldError(field, "is not the state of one of the model's parameters")
-            for name, item in per_param.items():
-                if isinstance(item, torch.Tensor) and item.dim() > 0 and item.shape != shapes[key]:
-                    raise CheckpointFieldError(
-                        f"{field}.{name}", f"has shape {tuple(item.shape)}, expected {tuple(shapes[key])}"
-                    )
-                if not isinstance(item, (torch.Tensor, int, float)) and item is not None:
-                    raise CheckpointFieldError(f"{field}.{name}", f"must be a tensor or a number, got {item!r:.40}")
 
     def _check_gradient(self, value: Any) -> dict[int, Any]:
         if not isinstance(value, dict):
@@ -285,11 +267,18 @@ class TrainState:
 
 
 def _load(field: str, load: Callable[[Any], Any], value: Any) -> None:
-    """``load(value)``; whatever the loader raises becomes one line naming ``field``."""
+    """``load(value)``; whatever the loader raises becomes one line naming ``field``.
+
+    A loader that checks its own fields raises
+    :class:`~sciml_zoo.checkpoint.CheckpointFieldError` with a field relative to
+    its state (``emulator.net.0.weight``); it is reported under ``field``.
+    """
     try:
         load(value)
-    except DataError:
-        raise
+    except CheckpointFieldError as exc:
+        raise CheckpointFieldError(f"{field}.{exc.field}", exc.problem) from None
+    except DataError as exc:
+        raise CheckpointFieldError(field, f"cannot be loaded ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - torch and estimators raise many types for a bad state
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointFieldError(field, f"cannot be loaded ({type(exc).__name__}: {first[:120]})") from None
