@@ -165,7 +165,7 @@ def _plan(
     failed: dict[str, str] = {}
     if not solver.capabilities.differentiable:
         for p in plans:
-            if p.config.train.method == "fo-sol":
+            if p.config.train.method_spec.differentiable:
                 failed[p.label] = f"n/a: solver {exp.recipe.solver!r} is not differentiable"
         plans = [p for p in plans if p.label not in failed]
     return plans, failed

@@ -17,11 +17,10 @@ from sciml_zoo.config_io import check_call_options
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, Estimator, as_estimator
 from sciml_zoo.faults import EXECUTORS
+from sciml_zoo.methods import METHODS, Method, get_method
 from sciml_zoo.nn import ACTIVATIONS, ARCHS, PADDING_MODES
 
 __all__ = ["ModelConfig", "TrainConfig", "RunConfig", "METHODS", "EXECUTORS", "curriculum_stages"]
-
-METHODS = ("non", "fo-sol", "zo-sol")
 
 
 @dataclass(frozen=True)
@@ -152,9 +151,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._check_run_fields()
-        if self.method not in METHODS:
-            raise ConfigError(f"train.method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.method == "zo-sol":
+        if get_method(self.method).uses_estimator:
             spec = DEFAULT_ESTIMATOR if self.estimator is None else self.estimator
             try:
                 estimator = as_estimator(spec, self.estimator_options)
@@ -193,7 +190,7 @@ class TrainConfig:
             ConfigError: one line naming the unroll, the frames and the fix.
         """
         if self.steps > frames - 1:
-            stage = " (the curriculum's last stage)" if self.curriculum and self.method != "non" else ""
+            stage = " (the curriculum's last stage)" if self.curriculum and self.method_spec.unrolls else ""
             raise ConfigError(
                 f"train.unroll {self.unroll}{stage} needs trajectories of at least {self.steps + 1} frames, but "
                 f"{dataset} has {frames} per simulation; use {fix}{frames - 1} or fewer, or a recipe with "
@@ -244,7 +241,7 @@ class TrainConfig:
         The curriculum has stages 1, 2, 4, ... up to ``unroll`` (the last stage is
         ``unroll`` itself), each an equal share of the iterations.
         """
-        if not self.curriculum or self.method == "non":
+        if not self.curriculum or not self.method_spec.unrolls:
             return self.steps
         stages = curriculum_stages(self.unroll)
         share = max(1, -(-self.iterations // len(stages)))  # ceil
@@ -253,14 +250,19 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         """Unrolled steps per training window (1 for NON)."""
-        return 1 if self.method == "non" else self.unroll
+        return self.method_spec.steps(self.unroll)
+
+    @property
+    def method_spec(self) -> Method:
+        """The training method as an object (:mod:`sciml_zoo.methods`): what it needs, how it unrolls."""
+        return get_method(self.method)
 
     @property
     def label(self) -> str:
         """Short name for tables: ``NON``, ``FO-SOL``, ``ZO-SOL[stencil]``, ``ZO-SOL[banded radius=1]``."""
         if isinstance(self.estimator, Estimator):
             return f"ZO-SOL[{self.estimator.short_name()}]"
-        return self.method.upper()
+        return self.method_spec.label
 
 
 def curriculum_stages(unroll: int) -> list[int]:

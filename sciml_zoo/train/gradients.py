@@ -164,13 +164,14 @@ def make_gradient(
         policy = FaultPolicy(
             timeout_s=cfg.timeout_s, retries=cfg.retries, max_consecutive_failures=cfg.max_consecutive_failures
         )
-        step_fn = make_query_step(solver, policy=policy, counts=counts, differentiable=cfg.method == "fo-sol")
-    if cfg.method == "fo-sol":
+        step_fn = make_query_step(solver, policy=policy, counts=counts, differentiable=cfg.method_spec.differentiable)
+    method = cfg.method_spec
+    if method.differentiable:
         if not getattr(step_fn, "differentiable", True):
             raise ConfigError("FO-SOL needs the differentiable guarded step (make_query_step(differentiable=True))")
         return BackpropGradient(model, counting(step_fn, counter), steps=cfg.steps)
-    if cfg.method == "non":
-        return BackpropGradient(model, counting(step_fn, counter), steps=1)
+    if not method.uses_estimator:
+        return BackpropGradient(model, counting(step_fn, counter), steps=cfg.steps)
     if not isinstance(cfg.estimator, Estimator):  # TrainConfig builds it; guard direct construction
         raise ConfigError(f"train.estimator {cfg.estimator!r} was not built; construct TrainConfig normally")
     estimator = cfg.estimator.fresh()

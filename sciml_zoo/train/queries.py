@@ -43,7 +43,7 @@ def make_query_step(
     policy = faults.FaultPolicy(
         timeout_s=cfg.timeout_s, retries=cfg.retries, max_consecutive_failures=cfg.max_consecutive_failures
     )
-    if cfg.method == "fo-sol":
+    if cfg.method_spec.differentiable:
         return faults.make_query_step(solver, policy=policy, counts=counts, differentiable=True)
     kind = cfg.executor
     if kind == "local" and cfg.workers > 0 and not solver.capabilities.batched:
