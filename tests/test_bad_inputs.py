@@ -82,6 +82,9 @@ BAD_RECIPES = {
     "r_dt": RECIPE.replace("dt = 0.002", 'dt = "abc"'),
     "r_solver5": RECIPE.replace('solver = "toy-diffusion"', "solver = 5"),
     "r_grid": RECIPE.replace("reference_resolution = [16, 16]", "reference_resolution = [12, 12]"),
+    "r_grid_late": RECIPE.replace("reference_resolution = [16, 16]", "reference_resolution = [12, 12]").replace(
+        "warmup_steps = 5", "warmup_steps = 100000000"
+    ),
     "r_up": RECIPE.replace('name = "toy"', 'name = "../../../../tmp/x"'),
     "r_abs": RECIPE.replace('name = "toy"', 'name = "/tmp/x"'),
     "r_frames": RECIPE.replace("num_frames = 30", "num_frames = 1"),
@@ -259,6 +262,7 @@ CASES += [  # issue 21 finding 13 and more: every one a single line and exit 2, 
     ("recipe dt abc", "generate {r_dt} --out {out}.h5 --quiet", "dt='abc' must be a number"),
     ("recipe solver 5", "generate {r_solver5} --out {out}.h5 --quiet", "solver must be a registered solver name"),
     ("recipe grids do not divide", "generate {r_grid} --out {out}.h5 --quiet", "cannot restrict a grid of (12, 12)"),
+    ("grids checked before the warmup", "generate {r_grid_late} --out {out}.h5 --quiet", "cannot restrict a grid"),
     ("recipe name ..", "generate {r_up} --quiet", "'../../../../tmp/x' is a path"),
     ("recipe name absolute", "generate {r_abs} --quiet", "'/tmp/x' is an absolute path"),
     ("recipe num_frames 1", "generate {r_frames} --out {out}.h5 --quiet", "num_frames must be >= 2"),

@@ -214,6 +214,7 @@ def _generate(recipe: DatasetRecipe, out: Path, *, key: str, code: dict[str, Any
         check_state(coarse, coarse_solver.state_shape, who=f"{recipe.solver}.restrict")
         return np.asarray(coarse.numpy().astype(np.float32))
 
+    restricted(fine)  # grids that do not restrict (e.g. do not divide) fail here, before any reference step
     start = time.perf_counter()
     bar = tqdm(total=total, initial=step, disable=not progress, desc=f"generate {recipe.name}")
     with interruptible() as guard:
