@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.data.generate import generate_dataset
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.executors.flaky import FlakySolver
 from sciml_zoo.faults import FaultCounts
 from sciml_zoo.registry import register
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo_solvers.toy_diffusion import make_toy_solver
 
 FAULT_FIELDS = ("timeout_s", "retries", "max_consecutive_failures", "executor")

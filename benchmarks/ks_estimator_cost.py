@@ -47,13 +47,13 @@ from typing import Any
 
 import torch
 
+from sciml_zoo.config import TrainConfig
 from sciml_zoo.data.generate import generate_dataset
 from sciml_zoo.data.loading import Dataset, load_dataset, source_solver
 from sciml_zoo.estimators import Jacobian, SparseCGE, make_estimator
 from sciml_zoo.experiment import load_experiment
 from sciml_zoo.runs import build_model
 from sciml_zoo.solver import StepCounter
-from sciml_zoo.train.config import TrainConfig
 from sciml_zoo.train.objective import WindowSampler
 from sciml_zoo.train.queries import FaultCounts, make_gradient_source, make_query_step
 

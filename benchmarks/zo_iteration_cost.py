@@ -21,12 +21,12 @@ import time
 
 import torch
 
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.diagnostics import build_estimators, parse_estimator_options
 from sciml_zoo.estimators import WeightSpaceEstimator
 from sciml_zoo.runs import build_model
 from sciml_zoo.solver import StepCounter, black_box, counting
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import WeightSpaceGradient, make_gradient
 from sciml_zoo.train.objective import WindowSampler
 

@@ -39,13 +39,13 @@ import numpy as np
 import torch
 
 from sciml_zoo import Capabilities, SolverBase, register
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.data.generate import generate_dataset
 from sciml_zoo.data.loading import load_dataset
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.runs import RunConfig
 from sciml_zoo.testing import check_adapter
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.loop import train
 
 

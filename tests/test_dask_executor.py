@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import Tensor
 
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.errors import ConfigError, QueryFailure, SolverError
 from sciml_zoo.executors import DaskSolverExecutor, VectorizedExecutor, make_parallel_step
 from sciml_zoo.executors.flaky import make_flaky_solver
 from sciml_zoo.faults import FaultCounts, FaultPolicy, GuardedStep, make_query_step
 from sciml_zoo.runs import RunConfig
 from sciml_zoo.solver import black_box
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.loop import train
 from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sciml_zoo.config import ModelConfig
 from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.diagnostics import (
     build_estimators,
@@ -18,7 +19,6 @@ from sciml_zoo.estimators import Banded, Identity, Stencil
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.runs import build_model
 from sciml_zoo.solver import Capabilities, SolverBase
-from sciml_zoo.train.config import ModelConfig
 from sciml_zoo.train.objective import WindowSampler, trajectory_loss
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from sciml_zoo.config import TrainConfig
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators import (
     ESTIMATORS,
@@ -23,7 +24,6 @@ from sciml_zoo.estimators import (
 )
 from sciml_zoo.provenance import to_jsonable
 from sciml_zoo.solver import StepCounter
-from sciml_zoo.train.config import TrainConfig
 from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 
 torch.set_num_threads(1)

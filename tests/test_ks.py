@@ -175,10 +175,10 @@ def test_bad_options_name_the_fix() -> None:
 
 @pytest.mark.parametrize("preset", ["ks", "ks_tiny"])
 def test_presets_use_the_probes_1473_weight_periodic_1d_cnn(preset: str) -> None:
+    from sciml_zoo.config import ModelConfig
     from sciml_zoo.config_io import from_dict, load_toml
     from sciml_zoo.experiment import PRESET_DIR, load_recipe
     from sciml_zoo.nn import build_body
-    from sciml_zoo.train.config import ModelConfig
 
     raw = load_toml(PRESET_DIR / f"{preset}.toml")
     model = from_dict(ModelConfig, raw["model"], where="[model]")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from sciml_zoo.config import ModelConfig
 from sciml_zoo.errors import ConfigError
 from sciml_zoo.nn import PADDING_MODES, CorrectionNet, Normalization, build_body
-from sciml_zoo.train.config import ModelConfig
 
 
 def _count(module: nn.Module) -> int:

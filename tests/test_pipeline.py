@@ -46,10 +46,10 @@ def test_process_pool_workers_give_the_same_training_as_in_process(tmp_path, mon
     to two worker processes trains to bit-identical weights; every query of that
     run went to the pool (training that ignored the workers would fail here)."""
     import sciml_zoo.faults as faults
+    from sciml_zoo.config import ModelConfig, TrainConfig
     from sciml_zoo.data.generate import generate_dataset
     from sciml_zoo.data.recipe import DatasetRecipe
     from sciml_zoo.runs import RunConfig
-    from sciml_zoo.train.config import ModelConfig, TrainConfig
     from sciml_zoo.train.loop import train
 
     recipe = DatasetRecipe(

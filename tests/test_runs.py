@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from sciml_zoo.config import ModelConfig, TrainConfig, curriculum_stages
 from sciml_zoo.config_io import apply_overrides
 from sciml_zoo.data.loading import load_dataset
 from sciml_zoo.errors import ConfigError, DataError, DivergenceError, QueryFailure, SolverError
 from sciml_zoo.experiment import load_run_config
 from sciml_zoo.registry import _RUNTIME, register
 from sciml_zoo.runs import RunConfig, build_model, clean_stale_temp_files, load_checkpoint, run_lock
-from sciml_zoo.train.config import ModelConfig, TrainConfig, curriculum_stages
 from sciml_zoo.train.loop import train
 from sciml_zoo_solvers.toy_diffusion import ToyDiffusion
 

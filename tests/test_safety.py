@@ -193,8 +193,8 @@ def test_worker_processes_get_the_checked_spec_not_the_files(monkeypatch) -> Non
     """Process/Dask workers build the solver from the parent's resolved spec: the user's options win,
     and a file's program-running option is refused there too."""
     from sciml_zoo import faults
+    from sciml_zoo.config import TrainConfig
     from sciml_zoo.faults import FaultCounts
-    from sciml_zoo.train.config import TrainConfig
     from sciml_zoo.train.queries import make_query_step
 
     calls: list[dict] = []

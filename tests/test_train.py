@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sciml_zoo import ConfigError
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.data.loading import load_dataset
 from sciml_zoo.runs import RunConfig
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.loop import train
 
 SMALL = ModelConfig(width=8, kernel_size=3)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from sciml_zoo.config import ModelConfig, TrainConfig
 from sciml_zoo.data.loading import load_dataset, source_solver
 from sciml_zoo.estimators import Auto, SolverSpaceEstimator
 from sciml_zoo.rollout import corrected_rollout
 from sciml_zoo.runs import RunConfig, build_model
 from sciml_zoo.solver import StepCounter, black_box, counting
-from sciml_zoo.train.config import ModelConfig, TrainConfig
 from sciml_zoo.train.gradients import make_gradient
 from sciml_zoo.train.loop import train
 from sciml_zoo.train.objective import WindowSampler, make_batched_sol_loss, trajectory_loss
