@@ -93,6 +93,10 @@ def test_a_file_that_is_not_a_dataset_is_refused_unless_overwrite(tmp_path, toy_
     assert out.read_text() == "a user's own file"
     assert main(["generate", str(ASSETS / "toy.toml"), "--out", str(out), "--quiet"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    with h5py.File(out, "w") as f:  # another program's HDF5 file, with a 'hash' of its own
+        f.attrs["hash"] = json.dumps("0123456789abcdef")
+    with pytest.raises(DataError, match="not a dataset made by"):
+        generate_dataset(toy_recipe, out, progress=False)
     generate_dataset(toy_recipe, out, progress=False, overwrite=True)
     assert_same_content(out, toy_dataset)
 

@@ -80,10 +80,10 @@ def stored_key(path: str | Path) -> str | None:
     not made by ``sciml-zoo generate``), ``""`` for a dataset of an older sciml-zoo without one."""
     try:
         with h5py.File(path, "r") as f:
-            if "hash" in f.attrs:
-                value = json.loads(f.attrs["hash"])
-                return value if isinstance(value, str) else None
-            return "" if "recipe" in f.attrs and "state" in f else None
+            if "recipe" not in f.attrs or "state" not in f:  # another program's HDF5 file, even with a 'hash'
+                return None
+            value = json.loads(f.attrs["hash"]) if "hash" in f.attrs else ""
+            return value if isinstance(value, str) else ""
     except (OSError, ValueError, TypeError):
         return None
 
