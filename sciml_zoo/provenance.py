@@ -47,8 +47,12 @@ def _distributions() -> dict[str, list[str]]:
 
 def _imported_names(source: bytes, package: str) -> list[str]:
     """Absolute dotted names of every module ``source`` imports (in functions too), ``package`` for relative ones."""
-    names = []
-    for node in ast.walk(ast.parse(source)):
+    names: list[str] = []
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):  # not Python source (a compiled module): its hash is all we record
+        return names
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
