@@ -38,44 +38,49 @@ from torch import Tensor
 
 from sciml_zoo.solver import Capabilities, SolverBase
 
-__all__ = ["KuramotoSivashinsky", "etdrk4_coefficients", "make_ks_solver"]
+__all__ = ["KuramotoSivashinsky", "etdrk4_coefficients", "etdrk4_phi", "make_ks_solver"]
 
 CONTOUR_POINTS = 32
 """Points on the Kassam–Trefethen contour (a circle of radius 1 around each h*L)."""
 
 
+def etdrk4_phi(lin: Tensor, h: float) -> dict[str, Tensor]:
+    """ETDRK4 coefficients for a diagonal linear operator ``lin`` (float64, any shape).
+
+    Returns ``E = exp(hL)``, ``E2 = exp(hL/2)``, ``Q``, ``f1``, ``f2``, ``f3``
+    (Kassam & Trefethen 2005, eq. 2.5), each shaped like ``lin``, with the
+    phi-functions as means over a contour of :data:`CONTOUR_POINTS` points (a
+    circle of radius 1 around each ``hL``), which avoids their cancellation
+    near zero. Shared by the 1D and 2D KS solvers.
+    """
+    roots = torch.exp(1j * math.pi * (torch.arange(1, CONTOUR_POINTS + 1, dtype=torch.float64) - 0.5) / CONTOUR_POINTS)
+    lr = h * lin.to(torch.complex128)[..., None] + roots
+    e_lr = torch.exp(lr)
+    return {
+        "E": torch.exp(h * lin),
+        "E2": torch.exp(h * lin / 2),
+        "Q": h * ((torch.exp(lr / 2) - 1) / lr).mean(-1).real,
+        "f1": h * ((-4 - lr + e_lr * (4 - 3 * lr + lr**2)) / lr**3).mean(-1).real,
+        "f2": h * ((2 + lr + e_lr * (-2 + lr)) / lr**3).mean(-1).real,
+        "f3": h * ((-4 - 3 * lr - lr**2 + e_lr * (4 - lr)) / lr**3).mean(-1).real,
+    }
+
+
 def etdrk4_coefficients(n: int, h: float, length: float, *, dealias: bool) -> dict[str, Tensor]:
     """ETDRK4 coefficients of KS on ``n`` points, step ``h``, domain ``length``; float64/complex128.
 
-    Returns a dict of ``(n//2+1,)`` tensors: ``E = exp(hL)``, ``E2 = exp(hL/2)``,
-    ``Q``, ``f1``, ``f2``, ``f3`` (Kassam & Trefethen 2005, eq. 2.5 with the
-    contour means of ``kursiv.m``), and ``g = -i k / 2`` (zero at the Nyquist
-    mode and, with ``dealias``, above 2/3 of it), where ``L = k^2 - k^4``.
+    Returns a dict of ``(n//2+1,)`` tensors: :func:`etdrk4_phi` of
+    ``L = k^2 - k^4`` and ``g = -i k / 2`` (zero at the Nyquist mode and, with
+    ``dealias``, above 2/3 of it).
     """
     modes = torch.arange(n // 2 + 1, dtype=torch.float64)
     k = 2 * math.pi / length * modes
-    lin = k**2 - k**4
-    roots = torch.exp(1j * math.pi * (torch.arange(1, CONTOUR_POINTS + 1, dtype=torch.float64) - 0.5) / CONTOUR_POINTS)
-    lr = h * lin.to(torch.complex128)[:, None] + roots[None, :]
-    e_lr = torch.exp(lr)
-    q = h * ((torch.exp(lr / 2) - 1) / lr).mean(1).real
-    f1 = h * ((-4 - lr + e_lr * (4 - 3 * lr + lr**2)) / lr**3).mean(1).real
-    f2 = h * ((2 + lr + e_lr * (-2 + lr)) / lr**3).mean(1).real
-    f3 = h * ((-4 - 3 * lr - lr**2 + e_lr * (4 - lr)) / lr**3).mean(1).real
     kd = k.clone()
     if n % 2 == 0:
         kd[-1] = 0.0  # the Nyquist mode's derivative is not real
     if dealias:
         kd[modes > (2 / 3) * (n // 2)] = 0.0
-    return {
-        "E": torch.exp(h * lin),
-        "E2": torch.exp(h * lin / 2),
-        "Q": q,
-        "f1": f1,
-        "f2": f2,
-        "f3": f3,
-        "g": -0.5j * kd.to(torch.complex128),
-    }
+    return {**etdrk4_phi(k**2 - k**4, h), "g": -0.5j * kd.to(torch.complex128)}
 
 
 class KuramotoSivashinsky(SolverBase):

@@ -13,6 +13,7 @@ from sciml_zoo.estimators import (
     ESTIMATORS,
     Auto,
     Banded,
+    Emulator,
     Jacobian,
     StateRGE,
     Stencil,
@@ -241,6 +242,7 @@ BAD_OPTIONS = {
     "jacobian": ({"mu": 2.0}, "mu=2.0"),
     "banded": ({"radius": -1}, "radius=-1"),
     "auto": ({"max_residual": 0}, "max_residual=0"),
+    "emulator": ({"check_every": 0}, "check_every=0"),
     "weight-rge": ({"query_batch": 0}, "query_batch=0"),
     "weight-cge": ({"difference": "centre"}, "difference='centre'"),
     "sparse-cge": ({"redraw_every": 0}, "redraw_every=0"),
@@ -258,7 +260,7 @@ def test_bad_options_fail_at_config_time_for_every_estimator(name):
 
 
 def test_train_config_default_object_and_provenance():
-    assert isinstance(TrainConfig(method="zo-sol").estimator, Auto)
+    assert isinstance(TrainConfig(method="zo-sol").estimator, Emulator)
     cfg = TrainConfig(method="zo-sol", estimator=Banded(radius=1))
     record = to_jsonable(cfg)
     assert record["estimator"] == {

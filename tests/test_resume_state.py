@@ -7,7 +7,8 @@ is built so that losing one piece of state changes the result:
 - the LR scheduler's state (an ``ExponentialLR`` decays fast, so a fresh
   scheduler after resume steps at the wrong learning rate);
 - a stateful estimator's state (``auto`` checks its band every 2nd step,
-  counted in its state) and the probe generator it draws from;
+  counted in its state; ``emulator`` holds a network, its Adam state and its
+  running check) and the probe generator it draws from;
 - the dataset's content hash in the run hash (another dataset must be
   another run).
 """
@@ -57,6 +58,13 @@ def test_resume_keeps_the_lr_scheduler(tmp_path, toy_dataset):
     "estimator",
     [
         pytest.param({"estimator": "auto", "estimator_options": {"check_every": 2}}, id="auto"),
+        pytest.param(
+            {
+                "estimator": "emulator",
+                "estimator_options": {"check_every": 2, "width": 4, "depth": 2, "kernel_size": 3},
+            },
+            id="emulator",
+        ),
         pytest.param(
             {
                 "estimator": "sparse-cge",

@@ -17,6 +17,7 @@ Choose one by constructing it (or by name through :data:`ESTIMATORS` /
 from sciml_zoo.estimators.auto import Auto
 from sciml_zoo.estimators.banded import Banded
 from sciml_zoo.estimators.base import Estimator, ProbeContext, SolverSpaceEstimator, WeightSpaceEstimator
+from sciml_zoo.estimators.emulator import Emulator
 from sciml_zoo.estimators.grasp import zo_grasp_ratios
 from sciml_zoo.estimators.jacobian import Jacobian
 from sciml_zoo.estimators.probes import Agreement, agreement, check_step_size
@@ -33,6 +34,7 @@ __all__ = [
     "Agreement",
     "Auto",
     "Banded",
+    "Emulator",
     "Estimator",
     "Identity",
     "IdentityRGE",

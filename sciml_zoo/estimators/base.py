@@ -194,6 +194,14 @@ class SolverSpaceEstimator(Estimator, ABC):
         """The relative finite-difference step ``mu``, or None if it takes no differences."""
         return None
 
+    def for_network(self, network: nn.Module) -> SolverSpaceEstimator:
+        """This estimator adapted to the correction ``network`` it trains (default: itself).
+
+        Lets an option default to what the user already declared for the
+        network, e.g. the emulator's padding follows the network's.
+        """
+        return self
+
     def reset(self) -> None:  # noqa: B027 - optional hook
         """Forget cached fits (kept across steps by some estimators); counters stay."""
 

@@ -19,6 +19,7 @@ from sciml_zoo.errors import ConfigError
 from sciml_zoo.estimators.auto import Auto
 from sciml_zoo.estimators.banded import Banded
 from sciml_zoo.estimators.base import Estimator
+from sciml_zoo.estimators.emulator import Emulator
 from sciml_zoo.estimators.jacobian import Jacobian
 from sciml_zoo.estimators.sparse_cge import SparseCGE
 from sciml_zoo.estimators.state_rge import Identity, IdentityRGE, StateRGE, StopGradient
@@ -38,6 +39,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
         Jacobian,
         Banded,
         Auto,
+        Emulator,
         WeightRGE,
         WeightCGE,
         SparseCGE,
@@ -45,7 +47,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 """User-facing name -> estimator class."""
 
-DEFAULT_ESTIMATOR = "auto"
+DEFAULT_ESTIMATOR = "emulator"
 """What ``zo-sol`` uses when no estimator is given."""
 
 _RENAMED = {

@@ -1,5 +1,6 @@
 """Correction networks (``torch.nn.Module``), kept apart from solvers."""
 
+from sciml_zoo.nn.emulator import StepEmulator
 from sciml_zoo.nn.networks import (
     ACTIVATIONS,
     ARCHS,
@@ -13,6 +14,7 @@ from sciml_zoo.nn.networks import (
 )
 
 __all__ = [
+    "StepEmulator",
     "ACTIVATIONS",
     "ARCHS",
     "PADDING_MODES",

@@ -1,0 +1,250 @@
+"""``emulator``: ``J^T v`` from a small network fitted online to the rollout's own pairs.
+
+The forward pass always runs the true black-box step. The backward pass
+returns ``J_E^T v`` by autograd through a small convolutional emulator
+``E(x) ~ step(x)`` at the step's input: the differentiable emulator of
+Frezat et al. 2024 (arXiv 2310.19385), fitted online instead of beforehand.
+Its training data are the ``(state, next state)`` pairs that the rollout
+produces anyway: in the same backward pass, on the same emulator forward, the
+emulator takes one Adam step on the fit loss ``|(E(x) - step(x)) / s|^2`` of
+the pairs of that wrapped step. The gradient thus costs about one emulator
+forward and two backward passes per sample-step, whatever the state size or
+the solver's coupling range (a pressure projection, a spectral step).
+
+**Held-out check of the estimate itself.** A learned Jacobian is only as good
+as the fit, so it is trusted only while its product with the actual cotangent
+is measured to be right. Every ``check_every`` wrapped steps, for
+``check_members`` batch members and ``q = check_directions`` Gaussian
+directions ``r_i`` each, the solver gives the true slopes
+``s_i = <v, J r_i> = <J^T v, r_i>`` (central differences, step
+``mu * rms(state)``) and the estimate ``g = J_E^T v`` predicts
+``<g, r_i>``. For isotropic ``r``, ``E[<e, r>^2] = |e|^2`` (unit-RMS
+directions, up to one factor for all), so
+
+    err^2 = sum_i (s_i - <g, r_i>)^2 / sum_i s_i^2  ~  |J^T v - g|^2 / |J^T v|^2
+
+estimates the relative error of the very product the training uses, with no
+dependence on the state size. Both sums are kept as running sums (earlier
+checks weighted by ``check_decay``), so one unlucky draw does not decide.
+``err > max_residual`` (or a non-finite estimate) makes the estimator
+untrusted until a later check passes; while untrusted, ``J^T v`` is the
+``fallback`` (``stop-gradient`` by default: unrolled training without solver
+gradients, a strong baseline, List et al. 2024, arXiv 2402.12971) and the
+emulator is refreshed with ``untrusted_fit_steps`` Adam steps per wrapped
+step instead of one. A fresh emulator is untrusted until its first check
+passes.
+
+**Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps and,
+every ``check_every`` steps, ``2 * check_members * check_directions`` more
+(central differences): with the defaults (16, 2, 4) one extra sample-step per
+wrapped step, ``1 / B`` probes per forward sample-step, independent of the
+grid and of the solver's coupling range. Checks, failures, fallbacks and
+fits are counted in :meth:`Emulator.stats` and in the checkpointed state, as
+are the emulator's weights and its optimizer, so a resumed run is
+bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from sciml_zoo.checkpoint import CheckpointFieldError, check_like, check_optimizer_state
+from sciml_zoo.estimators.base import ProbeContext
+from sciml_zoo.estimators.probes import finite_difference_jvp, masked, random_directions
+from sciml_zoo.estimators.state_rge import FiniteDifferences
+from sciml_zoo.nn.emulator import StepEmulator
+from sciml_zoo.nn.networks import PADDING_MODES
+
+__all__ = ["Emulator"]
+
+
+@dataclass(frozen=True)
+class Emulator(FiniteDifferences):
+    """An online-fitted step emulator, trusted while a check along its estimate passes (module doc).
+
+    Attributes:
+        width, depth, kernel_size: the emulator CNN [12, 3, 5] (4,225 weights
+            for one channel in 2D, receptive radius ``depth * (kernel_size // 2)``).
+        padding: its convolutions' padding; ``"auto"`` [default] takes the
+            correction network's (the domain's topology the user declared).
+        lr: Adam learning rate of the emulator [1e-3].
+        fit_members: batch members in the one Adam step per wrapped step while
+            trusted [4] (a quarter of the emulator's cost of a full batch).
+        untrusted_fit_steps: Adam steps on the whole batch per wrapped step
+            while untrusted [4].
+        check_every: wrapped steps between checks [16].
+        check_members: batch members probed per check [2].
+        check_directions: random directions per probed member [4].
+        check_decay: weight of the earlier checks in the running estimate [0.5].
+        max_residual: largest estimated relative error ``|J^T v - g| / |J^T v|``
+            [0.5]; below it the estimate's cosine to the truth is at least 0.87.
+        fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
+        mu, difference, query_batch: the check's finite differences.
+    """
+
+    name: ClassVar[str] = "emulator"
+    width: int = 12
+    depth: int = 3
+    kernel_size: int = 5
+    padding: str = "auto"
+    lr: float = 1e-3
+    fit_members: int = 4
+    untrusted_fit_steps: int = 4
+    check_every: int = 16
+    check_members: int = 2
+    check_directions: int = 4
+    check_decay: float = 0.5
+    max_residual: float = 0.5
+    fallback: str = "stop-gradient"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "_net", None)
+        object.__setattr__(self, "_opt", None)
+
+    def validate(self) -> None:
+        super().validate()
+        counts = ("width", "depth", "fit_members", "untrusted_fit_steps", "check_every", "check_members")
+        for key in (*counts, "check_directions"):
+            self._need_int(key, 1)
+        self._need_int("kernel_size", 1)
+        if self.kernel_size % 2 == 0:
+            self._fail("kernel_size", "use an odd kernel size, e.g. 5")
+        self._need_choice("padding", ("auto", *PADDING_MODES))
+        self._need_float("lr", 0.0, 1.0)
+        self._need_float("max_residual", 0.0)
+        self._need_float("check_decay", 0.0, 1.0, open_low=False)
+        self._need_choice("fallback", ("stop-gradient", "identity"))
+
+    def for_network(self, network: nn.Module) -> Emulator:
+        """Resolve ``padding="auto"`` to the correction network's padding (``zeros`` if it has none)."""
+        if self.padding != "auto":
+            return self
+        modes = [m.padding_mode for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        return dataclasses.replace(self, padding=modes[0] if modes else "zeros")
+
+    # -- state -----------------------------------------------------------------------
+    def init_state(self) -> dict[str, Any]:
+        return {
+            "steps": 0,
+            "fits": 0,
+            "checks": 0,
+            "failed_checks": 0,
+            "fallback_steps": 0,
+            "fallback_members": 0,
+            "nonfinite": 0,
+            "trusted": False,
+            "last_residual": 0.0,
+            "check_error": 0.0,
+            "check_norm": 0.0,
+            "layout": None,  # [channels, num_params, dim] once built
+            "emulator": None,
+            "optimizer": None,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._net is not None:  # type: ignore[attr-defined]
+            self.state["emulator"] = self._net.state_dict()  # type: ignore[attr-defined]
+            self.state["optimizer"] = self._opt.state_dict()  # type: ignore[attr-defined]
+        return super().state_dict()
+
+    def load_state_dict(self, state: Any) -> None:
+        super().load_state_dict(state)
+        object.__setattr__(self, "_net", None)
+        object.__setattr__(self, "_opt", None)
+        layout = self.state["layout"]
+        if layout is not None:
+            if not (isinstance(layout, list) and len(layout) == 3 and all(isinstance(i, int) for i in layout)):
+                raise CheckpointFieldError("layout", f"is {layout!r}, not [channels, params, dim]")
+            self._build(*layout, restore=True)
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out["trusted"] = int(bool(self.state["trusted"]))
+        return out
+
+    def _build(self, channels: int, num_params: int, dim: int, *, restore: bool = False) -> None:
+        padding = "circular" if self.padding == "auto" else self.padding  # "auto" unresolved: no network given
+        net = StepEmulator(
+            channels, num_params, dim, width=self.width, depth=self.depth, kernel_size=self.kernel_size, padding=padding
+        )
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        if restore:  # every tensor checked against a fresh emulator first: one line naming the field
+            check_like("emulator", self.state["emulator"], net.state_dict())
+            check_optimizer_state("optimizer", self.state["optimizer"], opt)
+            net.load_state_dict(self.state["emulator"])
+            opt.load_state_dict(self.state["optimizer"])
+        object.__setattr__(self, "_net", net)
+        object.__setattr__(self, "_opt", opt)
+        self.state["layout"] = [channels, num_params, dim]
+
+    # -- the estimate --------------------------------------------------------------------
+    def prepare(self, ctx: ProbeContext) -> None:
+        if self._net is None:  # type: ignore[attr-defined]
+            self._build(ctx.state.shape[1], ctx.params.shape[1], ctx.state.dim() - 2)
+            self._net.to(ctx.state.device).calibrate(ctx.state, ctx.params, ctx.output)  # type: ignore[attr-defined]
+        return None
+
+    def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
+        st, net = self.state, self._net  # type: ignore[attr-defined]
+        v = masked(v, ctx.mask)
+        with torch.enable_grad():
+            x = ctx.state.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(net(x, ctx.params), x, grad_outputs=v)
+        grad = masked(grad, ctx.mask)
+        self._fit(ctx)
+        if st["steps"] % self.check_every == 0:
+            self._check(ctx, v, grad)
+        st["steps"] += 1
+        if not bool(torch.isfinite(grad).all()):
+            st["nonfinite"] += 1
+            st["trusted"] = False
+        if st["trusted"]:
+            return grad
+        st["fallback_steps"] += 1
+        st["fallback_members"] += int(v.shape[0])
+        return v if self.fallback == "identity" else torch.zeros_like(v)
+
+    def _fit(self, ctx: ProbeContext) -> None:
+        """Adam steps on this wrapped step's pairs: one on ``fit_members`` of them while trusted, else more on all."""
+        st, net, opt = self.state, self._net, self._opt  # type: ignore[attr-defined]
+        x, p, y = ctx.state, ctx.params, ctx.output
+        if st["trusted"] and self.fit_members < x.shape[0]:
+            rows = torch.randperm(x.shape[0], generator=ctx.generator)[: self.fit_members].to(x.device)
+            x, p, y = x[rows], p[rows], y[rows]
+        scale = net._per_channel(net.out_scale)
+        with torch.enable_grad():
+            for _ in range(1 if st["trusted"] else self.untrusted_fit_steps):
+                loss = masked((net(x, p) - y) / scale, ctx.mask).pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                st["fits"] += 1
+
+    def _check(self, ctx: ProbeContext, v: Tensor, grad: Tensor) -> None:
+        """Update the running estimate of ``|J^T v - g| / |J^T v|`` from random slopes (module doc)."""
+        st = self.state
+        k = min(self.check_members, ctx.state.shape[0])
+        members = torch.randperm(ctx.state.shape[0], generator=ctx.generator)[:k].to(ctx.state.device)
+        x, p = ctx.state[members], ctx.params[members]
+        r = random_directions(self.check_directions, x, mask=ctx.mask, generator=ctx.generator)
+        st["checks"] += 1
+        try:
+            jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, query_batch=self.query_batch)
+        except ValueError:  # the difference step is lost in round-off at this state
+            jr = torch.full_like(r, float("nan"))
+        true_slope = (v[members, None] * masked(jr, ctx.mask)).flatten(2).sum(2).double()
+        slope = (grad[members, None] * r).flatten(2).sum(2).double()
+        st["check_error"] = self.check_decay * float(st["check_error"]) + float((true_slope - slope).pow(2).sum())
+        st["check_norm"] = self.check_decay * float(st["check_norm"]) + float(true_slope.pow(2).sum())
+        residual = math.sqrt(st["check_error"] / st["check_norm"]) if st["check_norm"] > 0 else float("nan")
+        st["last_residual"] = residual
+        st["trusted"] = bool(residual <= self.max_residual)  # NaN fails
+        if not st["trusted"]:
+            st["failed_checks"] += 1
