@@ -1,4 +1,4 @@
-"""``sciml-zoo``: generate / train / evaluate / compare / solvers / diagnose.
+"""``sciml-zoo``: generate / train / evaluate / compare / report / solvers / diagnose.
 
 Thin wrappers over the library. A user's mistake (a bad config key, a missing
 or corrupt file, a solver that produced NaN) prints one line and exits 2; Ctrl-C
@@ -27,6 +27,7 @@ from sciml_zoo.cli_args import (
 from sciml_zoo.errors import SciMLZooError
 from sciml_zoo.paths import safe_child
 from sciml_zoo.registry import solver_trust
+from sciml_zoo.report_cli import add_report_parser
 
 __all__ = ["main"]
 
@@ -246,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)
 
+    add_report_parser(sub)
     s = sub.add_parser("solvers", help="list installed solver adapters and their capabilities")
     s.set_defaults(func=_cmd_solvers)
 

@@ -48,6 +48,8 @@ FUNCTION_LEVEL_IMPORTS = {
     "executors/dask_executor.py": "`distributed` is optional (the dask extra); the worker-side import runs on "
     "dask workers",
     "executors/worker.py": "`distributed` is optional: the worker's address when run under dask",
+    "report_cli.py": "imported whenever `sciml-zoo` builds its parser; the renderers (xarray, and torch through "
+    "tables) load only when `report` runs",
 }
 """Modules that import inside functions (or at module level inside ``try``), with the reason."""
 
