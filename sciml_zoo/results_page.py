@@ -78,7 +78,7 @@ def _facts(name: str, record: dict[str, Any], records_link: str) -> str:
         f"on {versions.get('platform')}",
     ]
     if wall is not None:
-        parts.append(f"the command's wall-clock {wall:.0f} s")
+        parts.append(f"the comparison took {wall:.0f} s")
     return " · ".join(str(p) for p in parts)
 
 
@@ -132,6 +132,8 @@ def _headline(name: str, record: dict[str, Any] | None, page_link: str, path: st
         )
     seeds = record_seeds(record)
     n = "one seed" if seeds == [-1] else f"{len(seeds)} seeds"
+    wall = record.get("wall_clock_s")
+    n += "" if wall is None else f"; the comparison took {wall:.0f} s"
     return (
         f"{record['title']} ({record['test_sims']} test simulations, {n}), from the committed record "
         f"[`{path}`]({path}) of `{record['command']}`:\n\n{record_table(record, paired=False)}\n\n"
