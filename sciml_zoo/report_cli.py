@@ -121,9 +121,7 @@ def _render(args: argparse.Namespace) -> int:
     page = Path(args.out or "docs/results.md")
     records = read_records(folder)
     link = Path(os.path.relpath(folder.resolve(), page.resolve().parent)).as_posix()
-    command = f"sciml-zoo report {_rel(folder)}/ --out {_rel(page)}" + (
-        f" --readme {_rel(args.readme)}" if args.readme else ""
-    )
+    command = f"sciml-zoo report {_rel(folder)}/ --out {_rel(page)}"  # the same page with or without --readme
     ok = _write(page, render_page(records, records_link=link, records_dir=_rel(folder), command=command), args.check)
     if args.readme:
         readme = Path(args.readme)

@@ -67,7 +67,7 @@ def test_report_cli_writes_a_record_and_a_page_and_checks_them(tmp_path, monkeyp
     render = ["report", "recs", "--out", "page.md", "--readme", "README.md"]
     assert main(render) == 0
     page, readme = (tmp_path / "page.md").read_text(), (tmp_path / "README.md").read_text()
-    assert record_table(record) in page and "sciml-zoo report recs/ --out page.md --readme README.md" in page
+    assert record_table(record) in page and "sciml-zoo report recs/ --out page.md`" in page
     assert record_table(record, paired=False) in readme and "old" not in readme
     assert readme.startswith("intro\n") and readme.endswith("<!-- /headline -->\nend\n")
     assert main([*render, "--check"]) == 0
