@@ -22,12 +22,14 @@ from sciml_zoo.cli_args import (
     read_summary,
     solver_trust_of,
     threads,
+    train_run_config,
     trust_flags,
 )
 from sciml_zoo.errors import SciMLZooError
 from sciml_zoo.paths import safe_child
 from sciml_zoo.registry import solver_trust
 from sciml_zoo.report_cli import add_report_parser
+from sciml_zoo.trust import record_trust
 
 __all__ = ["main"]
 
@@ -43,6 +45,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     check_writable_dir(out.parent, f"--out {str(out)!r}")
     before = stored_key(out)  # for the message only: generate_dataset decides under the file's lock
     path = generate_dataset(recipe, out, progress=not args.quiet, overwrite=args.overwrite)
+    if args.allow_exec:  # made from a trusted recipe: later commands on it need no --allow-exec
+        record_trust([path])
     after = stored_key(path)
     if before == after and not args.overwrite:
         print(f"dataset up to date: {path} (hash {after}: same recipe and adapter code; nothing to do)")
@@ -55,21 +59,10 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         print(f"dataset written: {path} (hash {after})")
 
 
-# train flags that are shorthands for --set train.KEY=VALUE
-_TRAIN_FLAGS = tuple(
-    "method estimator unroll iterations batch_size lr optimizer seed device executor workers scheduler_address "
-    "timeout_s retries".split()
-)
-
-
 def _cmd_train(args: argparse.Namespace) -> None:
-    from sciml_zoo.experiment import load_run_config
     from sciml_zoo.train.loop import train
 
-    overrides = [f"data={args.data}"] if args.data else []
-    overrides += [f"train.{k}={getattr(args, k)}" for k in _TRAIN_FLAGS if getattr(args, k) is not None]
-    overrides += args.set or []
-    config = load_run_config(args.config, overrides)
+    config = train_run_config(args)
     device(config.train.device, "--device" if args.device else "train.device")  # one this machine has
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     loss = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
@@ -195,9 +188,10 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one correction network", parents=[trust])
     t.add_argument("--config", help="TOML file with [model] and [train] tables (and data = PATH)")
+    t.add_argument("--preset", help="train the method --method KEY of this preset (name or .toml), on its dataset")
     t.add_argument("--data", help="dataset .h5")
     t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--method", help="non, fo-sol or zo-sol")
+    t.add_argument("--method", help="non, fo-sol or zo-sol; with --preset, a key of its [methods]")
     t.add_argument("--estimator")
     t.add_argument("--unroll")
     t.add_argument("--iterations")

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import NoReturn
 
 import torch
 
-from sciml_zoo.config_io import parse_override
+from sciml_zoo.config import RunConfig
+from sciml_zoo.config_io import load_toml, parse_override
 from sciml_zoo.errors import SciMLZooError
+from sciml_zoo.experiment import find_recipe, load_run_config
 from sciml_zoo.registry import SolverTrust
+from sciml_zoo.trust import all_trusted, record_trust
 
 __all__ = [
     "Parser",
     "trust_flags",
     "solver_trust_of",
+    "trust_scope",
+    "train_run_config",
     "check_writable_dir",
     "check_output_file",
     "device",
@@ -63,7 +69,39 @@ def trust_flags() -> Parser:
     return t
 
 
+def _preset_recipe(preset: str) -> list[Path]:
+    """The recipe file a user's preset names (relative to the preset), if any; built-in ones need no trust."""
+    try:
+        path = Path(preset)
+        if not (path.suffix == ".toml" or "/" in preset) or not path.is_file():
+            return []
+        dataset = load_toml(path).get("dataset")
+        return [find_recipe(dataset, named_by=path)] if isinstance(dataset, str) and dataset.endswith(".toml") else []
+    except SciMLZooError:  # the command itself reports a bad preset
+        return []
+
+
+def trust_scope(args: argparse.Namespace) -> list[Path]:
+    """The user's files this command opens that name a solver (recipes, datasets): what ``--allow-exec`` trusts."""
+    files = [getattr(args, "data", None)]
+    if args.command == "generate":
+        files.append(args.recipe if args.recipe.endswith(".toml") or "/" in args.recipe else None)
+    if getattr(args, "preset", None):
+        files += _preset_recipe(args.preset)
+    return [Path(f) for f in files if f and Path(f).is_file()]
+
+
 def solver_trust_of(args: argparse.Namespace) -> SolverTrust:
+    """The command's :class:`SolverTrust`. ``--allow-exec`` records the files it opens
+    (:func:`trust_scope`) as trusted; without it, a command whose files are all
+    recorded and unchanged runs as if it were given (and ``args.allow_exec`` says so)."""
+    scope = trust_scope(args) if hasattr(args, "allow_exec") else []
+    if getattr(args, "allow_exec", False):
+        record_trust(scope)
+    elif all_trusted(scope):
+        args.allow_exec = True
+        names = ", ".join(str(p) for p in scope)
+        print(f"sciml-zoo: trusting {names}: unchanged since you passed --allow-exec on it", file=sys.stderr)
     options: dict[str, object] = {}
     for text in getattr(args, "solver_option", None) or []:
         keys, value = parse_override(text)
@@ -73,6 +111,27 @@ def solver_trust_of(args: argparse.Namespace) -> SolverTrust:
     return SolverTrust(
         allow_exec=bool(getattr(args, "allow_exec", False)), solver=getattr(args, "solver", None), options=options
     )
+
+
+# train flags that are shorthands for --set train.KEY=VALUE
+_TRAIN_FLAGS = tuple(
+    "method estimator unroll iterations batch_size lr optimizer seed device executor workers scheduler_address "
+    "timeout_s retries".split()
+)
+
+
+def train_run_config(args: argparse.Namespace) -> RunConfig:
+    """The run config of ``sciml-zoo train``: ``--config`` (or ``--preset`` and its method ``--method KEY``),
+    ``--data``, the flags and ``--set``."""
+    from sciml_zoo.preset_runs import preset_run_config  # generation's modules: only for train
+
+    flags = [k for k in _TRAIN_FLAGS if getattr(args, k) is not None and not (args.preset and k == "method")]
+    overrides = [f"train.{k}={getattr(args, k)}" for k in flags] + (args.set or [])
+    if not args.preset:
+        return load_run_config(args.config, ([f"data={args.data}"] if args.data else []) + overrides)
+    if args.config:
+        raise SciMLZooError("--config and --preset both give the model and training tables; pass one of them")
+    return preset_run_config(args.preset, args.method, overrides, data=args.data, progress=not args.quiet)
 
 
 def check_writable_dir(folder: Path, what: str) -> None:

@@ -34,7 +34,7 @@ from sciml_zoo.config import ModelConfig, RunConfig, TrainConfig
 from sciml_zoo.config_io import apply_overrides, from_dict, load_toml
 from sciml_zoo.data.recipe import DatasetRecipe
 from sciml_zoo.errors import ConfigError
-from sciml_zoo.paths import check_name
+from sciml_zoo.paths import check_name, next_to
 
 __all__ = [
     "Experiment",
@@ -97,15 +97,18 @@ def _is_path(name: str) -> bool:
     return name.endswith(".toml") or "/" in name or "\\" in name
 
 
-def find_recipe(name: str, *, relative_to: Path | None = None) -> Path:
-    """Path of recipe ``name``: a ``.toml`` path (tried next to ``relative_to`` first,
-    e.g. a user's preset folder), or the name of one of the package's own recipes."""
+def find_recipe(name: str, *, named_by: Path | None = None) -> Path:
+    """Path of recipe ``name``: a ``.toml`` path, or the name of one of the package's own recipes.
+
+    A path named by a file (``named_by``, e.g. the user's preset) is relative to
+    that file (:func:`~sciml_zoo.paths.next_to`); one given on the command line,
+    to the working directory."""
     if _is_path(name):
-        p = Path(name).expanduser()
-        for candidate in ([relative_to / p] if relative_to is not None else []) + [p]:
-            if candidate.is_file():
-                return candidate
-        raise ConfigError(f"dataset recipe file {name!r} not found; give an existing .toml path or a recipe name")
+        where = "" if named_by is None else f" (relative to {str(named_by)!r}, which names it)"
+        p = Path(name).expanduser() if named_by is None else next_to(named_by, name, what="dataset")
+        if p.is_file():
+            return p
+        raise ConfigError(f"dataset recipe file {name!r} not found{where}; give an existing .toml or a recipe name")
     if name and len(name) < 200 and (RECIPE_DIR / f"{name}.toml").is_file():
         return RECIPE_DIR / f"{name}.toml"
     avail = sorted(f.stem for f in RECIPE_DIR.glob("*.toml"))
@@ -115,9 +118,9 @@ def find_recipe(name: str, *, relative_to: Path | None = None) -> Path:
     )
 
 
-def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
+def load_recipe(name: str, *, named_by: Path | None = None) -> DatasetRecipe:
     """Load the ``[dataset]`` table of a recipe file into a :class:`DatasetRecipe`."""
-    path = find_recipe(name, relative_to=relative_to)
+    path = find_recipe(name, named_by=named_by)
     table = load_toml(path)
     if "dataset" not in table:
         raise ConfigError(f"{path} has no [dataset] table")
@@ -128,6 +131,10 @@ def load_recipe(name: str, *, relative_to: Path | None = None) -> DatasetRecipe:
         )
     recipe = from_dict(DatasetRecipe, table["dataset"], where=f"[dataset] of {path}")
     check_name(recipe.name, what=f"name in [dataset] of {path}")  # it becomes data/<name>.h5
+    script, _, factory = recipe.solver.rpartition(":") if isinstance(recipe.solver, str) else ("", "", "")
+    if script.endswith(".py") and path.parent != RECIPE_DIR:  # a script path is relative to the recipe naming it
+        script_path = next_to(path, script, what="solver script").resolve()
+        recipe = replace(recipe, solver=f"{script_path}:{factory}")
     return recipe
 
 
@@ -188,7 +195,7 @@ def load_experiment(
     if not isinstance(dataset, str):
         raise ConfigError(f"dataset in preset {str(path)!r} must be a recipe name or .toml path, got {dataset!r}")
     # a built-in preset names built-in recipes; a user's preset may name a recipe file next to it
-    recipe = load_recipe(dataset, relative_to=None if path.parent == PRESET_DIR else path.parent)
+    recipe = load_recipe(dataset, named_by=None if path.parent == PRESET_DIR else path)
     model = from_dict(ModelConfig, raw.get("model", {}), where="[model]")
     shared = raw.get("train", {})
     methods_raw = raw.get("methods", {})

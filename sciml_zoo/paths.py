@@ -27,7 +27,16 @@ from pathlib import Path
 
 from sciml_zoo.errors import ConfigError
 
-__all__ = ["MARKER", "check_name", "safe_child", "make_tool_dir", "is_tool_dir", "remove_tool_dir", "file_lock"]
+__all__ = [
+    "MARKER",
+    "check_name",
+    "safe_child",
+    "next_to",
+    "make_tool_dir",
+    "is_tool_dir",
+    "remove_tool_dir",
+    "file_lock",
+]
 
 MARKER = ".sciml-zoo-dir"
 """Written into each directory the tool creates; ``--force`` deletes only directories holding it."""
@@ -85,6 +94,26 @@ def safe_child(root: str | Path, name: object, *, what: str, suffix: str = "") -
             "remove it, or choose another --out"
         )
     return child
+
+
+def next_to(naming_file: str | Path, name: str, *, what: str) -> Path:
+    """The path a file names: relative to that file's folder (absolute and ``~`` paths as given).
+
+    One rule for every path read from a file (a preset's ``dataset``, a recipe's
+    ``script.py:factory``): it does not depend on where the command runs. The
+    named path may not be a symbolic link, so a file cannot reach elsewhere
+    through a link planted beside it.
+
+    Raises:
+        ConfigError: the named path is a symbolic link.
+    """
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else Path(naming_file).parent / path
+    if path.is_symlink():
+        raise ConfigError(
+            f"{what} {name!r} in {str(naming_file)!r}: {str(path)!r} is a symbolic link; name the file it points to"
+        )
+    return path
 
 
 def make_tool_dir(path: str | Path) -> Path:

@@ -144,14 +144,32 @@ def _load_code(name: str) -> Callable[..., Solver]:
         except ImportError as exc:
             raise ConfigError(f"solver {name!r}: importing {str(path)!r} failed ({exc})") from exc
     else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise ConfigError(f"solver {name!r}: cannot import module {target!r} ({exc})") from exc
+        module = _import_module(name, target)
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ConfigError(f"solver {name!r}: {target!r} has no callable {attr!r}")
     return factory
+
+
+def _import_module(name: str, target: str) -> Any:
+    """Import ``target`` installed, else from the working directory (appended to ``sys.path`` for this
+    import only, so it never shadows an installed module). Only allowed names get here: typed on the
+    command line, passed in Python, or read from a trusted file."""
+    cwd = str(Path.cwd())
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name != target.split(".")[0] or cwd in sys.path:
+            raise ConfigError(f"solver {name!r}: cannot import module {target!r} ({exc})") from exc
+    sys.path.append(cwd)
+    importlib.invalidate_caches()  # a module file written since the last import attempt
+    try:
+        return importlib.import_module(target)
+    except ImportError as exc:
+        why = f"{exc}; not installed, nor in the working directory {cwd!r}"
+        raise ConfigError(f"solver {name!r}: cannot import {target!r} ({why}); run from the adapter's folder") from exc
+    finally:
+        sys.path.remove(cwd)
 
 
 def _load(name: str) -> Callable[..., Solver]:
@@ -195,13 +213,14 @@ def required_options(name: str) -> tuple[str, ...]:
     return tuple(p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
-def make_solver(name: str, **options: Any) -> Solver:
+def make_solver(name: str, options: Mapping[str, Any] | None = None, /, **overrides: Any) -> Solver:
     """Build the solver registered as ``name`` (or ``module:factory``) with ``options``.
 
     For callers that hold the options themselves (Python code, tests). Options
     read from a file being opened go through :func:`make_solver_from_file`.
-    """
-    return _build(name, _load(name), options)
+    ``options`` (e.g. ``recipe.solver_kwargs("source")``, ``resolution`` included) and keyword ``overrides``
+    merge, the keywords winning: ``make_solver(recipe.solver, recipe.solver_kwargs("source"), resolution=(64,))``."""
+    return _build(name, _load(name), {**(options or {}), **overrides})
 
 
 def make_solver_from_file(name: str, options: Mapping[str, Any], *, origin: str) -> Solver:

@@ -44,6 +44,9 @@ LONG_MODULES = {
 FUNCTION_LEVEL_IMPORTS = {
     "cli.py": "the console script imports torch and the subcommand's modules only once it knows the subcommand "
     "(`sciml-zoo --help` and argument errors answer at once)",
+    "cli_args.py": "`sciml-zoo train` loads the run-config and preset modules only once the subcommand is train",
+    "api.py": "`import sciml_zoo` stays light: each API function loads its modules (data, training, plots) "
+    "on first call",
     "config_io.py": "tomllib, or tomli on Python < 3.11 (inside try/except at module level)",
     "executors/dask_executor.py": "`distributed` is optional (the dask extra); the worker-side import runs on "
     "dask workers",
@@ -104,6 +107,7 @@ def test_evaluation_and_diagnostics_do_not_import_the_training_loop(module):
 
 
 TRAINING_ENTRY_POINTS = {
+    "api.py": "`sz.train(...)` runs the loop",
     "cli.py": "`sciml-zoo train` runs the loop",
     "compare.py": "trains every method of a preset",
     "diagnostics.py": "`sciml-zoo diagnose` measures the training gradient (train.gradients, train.objective)",
