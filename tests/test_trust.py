@@ -57,6 +57,11 @@ def test_allow_exec_given_once_then_remembered_until_the_file_changes(tmp_path, 
     assert main(["generate", "recipe.toml", "--quiet"]) == 0  # trusted: no flag again
     assert "trusting" in capsys.readouterr().err
     assert main(["evaluate", "--data", "data/mine.h5", "--steps", "2"]) == 0  # the dataset it wrote, too
+    preset = (ROOT / "sciml_zoo" / "presets" / "ks_tiny.toml").read_text().replace('"ks_tiny"', '"recipe.toml"')
+    Path("preset.toml").write_text(preset)  # names the trusted recipe: compare needs no flag either
+    argv = ["compare", "--preset", "preset.toml", "--methods", "non", "--set", "train.iterations=1", "--quiet"]
+    assert main([*argv, "--out", "res"]) == 0
+    assert json.loads(Path("res/results.json").read_text())["dataset"]["path"] == "data/mine.h5"  # generate's file
     recipe.write_text(recipe.read_text() + "# edited\n")
     assert main(["generate", "recipe.toml", "--quiet"]) == 2  # changed: untrusted again
 
