@@ -20,7 +20,7 @@ each figure is the median over the rounds. Printed per method::
 
     <scene> <label> s/iter=<t> ratio=<t / t_reference> probes/sample-step=<p>
 
-``probes/sample-step`` counts the solver sample-steps beyond the forward
+``probes/sample-step`` (a mean over the rounds) counts the solver sample-steps beyond the forward
 rollout's, per forward sample-step (0 for FO-SOL, stop-gradient, identity).
 On differentiable scenes each ZO method's gradient is also compared with
 FO-SOL's on the same windows at FO-SOL's trained weights (the estimator keeps
@@ -112,7 +112,7 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
     ref_time = statistics.median(methods[0].times)
     for method in methods:
         seconds = statistics.median(method.times)
-        probes = (statistics.median(method.steps) - forward) / forward
+        probes = (statistics.mean(method.steps) - forward) / forward
         line = f"{name} {method.label} s/iter={seconds:.3f} ratio={seconds / ref_time:.2f}"
         line += f" probes/sample-step={probes:.2f}"
         if method.label in agreements:

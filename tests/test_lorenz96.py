@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sciml_zoo.estimators import DEFAULT_ESTIMATOR
 from sciml_zoo.experiment import load_experiment
 from sciml_zoo.registry import make_solver
 from sciml_zoo.testing import check_adapter
@@ -69,4 +70,4 @@ def test_preset_is_the_ks_protocol_on_held_out_initial_conditions() -> None:
     assert exp.recipe.name == "lorenz96" and exp.eval_steps < exp.recipe.num_frames
     for key in ("unroll", "iterations", "batch_size", "lr", "grad_clip"):
         assert getattr(exp.methods["zo-sol"], key) == getattr(ks.methods["zo-sol"], key), key
-    assert exp.methods["zo-sol"].estimator.name == "auto"  # the default, no estimator given
+    assert exp.methods["zo-sol"].estimator.name == DEFAULT_ESTIMATOR  # the default, no estimator given

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sciml_zoo.estimators import DEFAULT_ESTIMATOR
 from sciml_zoo.experiment import load_experiment
 from sciml_zoo.registry import make_solver
 from sciml_zoo.testing import check_adapter
@@ -62,5 +63,5 @@ def test_waves_steepen_and_the_coarse_error_is_real_and_grows() -> None:
 def test_the_preset_uses_the_default_estimator_on_held_out_gravity() -> None:
     exp = load_experiment("shallow_water")
     assert exp.recipe.name == "shallow_water" and exp.eval_steps < exp.recipe.num_frames
-    assert exp.methods["zo-sol"].estimator.name == "auto"
+    assert exp.methods["zo-sol"].estimator.name == DEFAULT_ESTIMATOR
     assert set(map(tuple, exp.recipe.train_params)).isdisjoint(map(tuple, exp.recipe.test_params))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from sciml_zoo.estimators import DEFAULT_ESTIMATOR
 from sciml_zoo.experiment import load_experiment
 from sciml_zoo.registry import make_solver
 from sciml_zoo.testing import check_adapter
@@ -103,5 +104,5 @@ def test_brusselator_coarse_error_is_real_and_grows() -> None:
 def test_presets_use_the_default_estimator_on_held_out_parameters(name: str) -> None:
     exp = load_experiment(name)
     assert exp.recipe.name == name and exp.eval_steps < exp.recipe.num_frames
-    assert exp.methods["zo-sol"].estimator.name == "auto"  # no estimator given: the default
+    assert exp.methods["zo-sol"].estimator.name == DEFAULT_ESTIMATOR  # no estimator given: the default
     assert set(map(tuple, exp.recipe.train_params)).isdisjoint(map(tuple, exp.recipe.test_params))
