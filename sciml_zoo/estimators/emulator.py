@@ -5,11 +5,12 @@ returns ``J_E^T v`` by autograd through a small convolutional emulator
 ``E(x) ~ step(x)`` at the step's input: the differentiable emulator of
 Frezat et al. 2024 (arXiv 2310.19385), fitted online instead of beforehand.
 Its training data are the ``(state, next state)`` pairs that the rollout
-produces anyway: in the same backward pass, on the same emulator forward, the
-emulator takes one Adam step on the fit loss ``|(E(x) - step(x)) / s|^2`` of
-the pairs of that wrapped step. The gradient thus costs about one emulator
-forward and two backward passes per sample-step, whatever the state size or
-the solver's coupling range (a pressure projection, a spectral step).
+produces anyway: at every ``fit_every``-th wrapped step, in the same backward
+pass and on the same emulator forward, the emulator takes one Adam step on the
+fit loss ``|(E(x) - step(x)) / s|^2`` of that step's pairs. The gradient thus
+costs about one emulator forward and one backward pass per sample-step (plus a
+quarter of a backward and an Adam step for the fit), whatever the state size
+or the solver's coupling range (a pressure projection, a spectral step).
 
 **Held-out check of the estimate itself.** A learned Jacobian is only as good
 as the fit, so it is trusted only while its product with the actual cotangent
@@ -74,9 +75,10 @@ class Emulator(FiniteDifferences):
         padding: its convolutions' padding; ``"auto"`` [default] takes the
             correction network's (the domain's topology the user declared).
         lr: Adam learning rate of the emulator [1e-3].
-        fit_members: batch members in the one Adam step per wrapped step while
-            trusted [4] (a quarter of the emulator's cost of a full batch).
-        untrusted_fit_steps: Adam steps on the whole batch per wrapped step
+        fit_every: while trusted, one Adam step on the pairs of every
+            ``fit_every``-th wrapped step [4], reusing the forward made for the
+            product (so ``B / fit_every`` pairs per step on average).
+        untrusted_fit_steps: Adam steps on the pairs of every wrapped step
             while untrusted [4].
         check_every: wrapped steps between checks [16].
         check_members: batch members probed per check [2].
@@ -94,7 +96,7 @@ class Emulator(FiniteDifferences):
     kernel_size: int = 5
     padding: str = "auto"
     lr: float = 1e-3
-    fit_members: int = 4
+    fit_every: int = 4
     untrusted_fit_steps: int = 4
     check_every: int = 16
     check_members: int = 2
@@ -110,7 +112,7 @@ class Emulator(FiniteDifferences):
 
     def validate(self) -> None:
         super().validate()
-        counts = ("width", "depth", "fit_members", "untrusted_fit_steps", "check_every", "check_members")
+        counts = ("width", "depth", "fit_every", "untrusted_fit_steps", "check_every", "check_members")
         for key in (*counts, "check_directions"):
             self._need_int(key, 1)
         self._need_int("kernel_size", 1)
@@ -194,11 +196,14 @@ class Emulator(FiniteDifferences):
     def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
+        fit = not st["trusted"] or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
             x = ctx.state.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(net(x, ctx.params), x, grad_outputs=v)
+            predicted = net(x, ctx.params)
+            (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v, retain_graph=fit)
+            if fit:  # the fit reuses the forward just made for the product
+                self._fit(ctx, predicted)
         grad = masked(grad, ctx.mask)
-        self._fit(ctx)
         if st["steps"] % self.check_every == 0:
             self._check(ctx, v, grad)
         st["steps"] += 1
@@ -211,21 +216,19 @@ class Emulator(FiniteDifferences):
         st["fallback_members"] += int(v.shape[0])
         return v if self.fallback == "identity" else torch.zeros_like(v)
 
-    def _fit(self, ctx: ProbeContext) -> None:
-        """Adam steps on this wrapped step's pairs: one on ``fit_members`` of them while trusted, else more on all."""
+    def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
+        """Adam steps on this wrapped step's pairs: one while trusted, ``untrusted_fit_steps`` otherwise."""
         st, net, opt = self.state, self._net, self._opt  # type: ignore[attr-defined]
-        x, p, y = ctx.state, ctx.params, ctx.output
-        if st["trusted"] and self.fit_members < x.shape[0]:
-            rows = torch.randperm(x.shape[0], generator=ctx.generator)[: self.fit_members].to(x.device)
-            x, p, y = x[rows], p[rows], y[rows]
         scale = net._per_channel(net.out_scale)
-        with torch.enable_grad():
-            for _ in range(1 if st["trusted"] else self.untrusted_fit_steps):
-                loss = masked((net(x, p) - y) / scale, ctx.mask).pow(2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                st["fits"] += 1
+        params = list(net.parameters())
+        for i in range(1 if st["trusted"] else self.untrusted_fit_steps):
+            if i:
+                predicted = net(ctx.state, ctx.params)
+            loss = masked((predicted - ctx.output) / scale, ctx.mask).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=params)
+            opt.step()
+            st["fits"] += 1
 
     def _check(self, ctx: ProbeContext, v: Tensor, grad: Tensor) -> None:
         """Update the running estimate of ``|J^T v - g| / |J^T v|`` from random slopes (module doc)."""
