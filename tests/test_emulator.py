@@ -84,7 +84,7 @@ def test_the_check_estimates_the_relative_error_of_the_product(trajectory):
 
 
 def test_a_bad_fit_fails_the_check_and_falls_back_until_refreshed(trajectory):
-    est = Emulator(padding="circular", check_every=1, check_members=8, check_directions=8)
+    est = Emulator(padding="circular", check_every=1, check_members=8, check_directions=8, transpose=False)
     gen = torch.Generator().manual_seed(2)
     for t in range(60):  # fit until trusted
         ctx = _context(trajectory[t % 50], gen)
@@ -135,3 +135,87 @@ def test_padding_follows_the_correction_network():
     net = sol_cnn(1, 1, dim=2, width=4, depth=2, kernel_size=3, padding_mode="circular")
     assert make_estimator("emulator").for_network(net).padding == "circular"
     assert make_estimator("emulator", {"padding": "zeros"}).for_network(net).padding == "zeros"
+
+
+def _heat(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """A self-adjoint step (``J = J^T``): periodic spectral heat flow over a long time."""
+    k = torch.fft.fftfreq(state.shape[-1], d=1.0 / state.shape[-1])
+    decay = torch.exp(-0.05 * (k[:, None] ** 2 + k[None, : state.shape[-1] // 2 + 1] ** 2))
+    return torch.fft.irfft2(torch.fft.rfft2(state) * decay, s=state.shape[-2:])
+
+
+def test_a_self_adjoint_step_is_served_by_the_transpose_candidate():
+    """A fresh emulator fails the check; ``J v`` is exact for ``J = J^T`` and is chosen, one query per member."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 1, 16, 16, generator=gen)
+    v = torch.randn(4, 1, 16, 16, generator=gen)
+    counted = []
+
+    def heat(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        counted.append(len(state))
+        return _heat(state, params)
+
+    with torch.no_grad():
+        ctx = ProbeContext(heat, x, torch.zeros(4, 0), _heat(x, None), None, gen)
+    est = Emulator(padding="circular", check_every=1, max_residual=0.2)
+    est.prepare(ctx)
+    grad = est.vjp(ctx, None, v)
+    assert est.state["mode"] == "transpose" and est.state["trusted"]
+    assert est.state["last_residual"] < 0.05
+    truth = exact_vjp(_heat, x, torch.zeros(4, 0), v)
+    assert float((grad - truth).norm() / truth.norm()) < 1e-2
+    assert sum(counted) == 2 * 2 * 4 + 2 + 4  # the check (central), its 2 transposes, then all 4 members
+    off = Emulator(padding="circular", check_every=1, max_residual=0.2, transpose=False)
+    off.prepare(ctx)
+    assert torch.equal(off.vjp(ctx, None, v), torch.zeros_like(v))  # without the candidate: the fallback
+    assert off.state["mode"] == "fallback"
+
+
+def test_the_transpose_candidate_is_refused_where_the_step_is_not_self_adjoint(trajectory):
+    """On the KS step (transport: ``J != J^T``) ``J v`` fails the check; the fit emulator wins."""
+    est = Emulator(padding="circular", check_every=1, check_members=8, check_directions=8)
+    gen = torch.Generator().manual_seed(5)
+    for t in range(60):
+        ctx = _context(trajectory[t % 50], gen)
+        est.prepare(ctx)
+        est.vjp(ctx, None, trajectory[(t + 7) % 50] - trajectory[(t + 7) % 50].mean())
+    assert est.state["mode"] == "emulator"
+    assert est.state["transpose_error"] > est.state["check_error"]
+
+
+def test_the_check_step_follows_the_fluctuations_not_the_level():
+    from sciml_zoo.estimators.probes import centered_step
+
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    h = centered_step(x, 1e-2)
+    assert torch.allclose(centered_step(x - 300.0, 1e-2), h, rtol=1e-3)  # a drifting gauge leaves it alone
+    assert bool((centered_step(torch.full((1, 1, 4, 4), 5.0), 1e-2) > 0).all())  # raised above round-off
+
+
+def test_the_emulator_sees_fluctuations_and_level_apart():
+    """Shifting the input by a constant shifts the prediction's level input only, not its fluctuation input."""
+    from sciml_zoo.nn.emulator import StepEmulator
+
+    net = StepEmulator(1, 0, 2, width=4, depth=2, kernel_size=3, padding="circular")
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 4 - 300
+    net.calibrate(x, torch.zeros(2, 0), x + 0.1)
+    assert abs(float(net.scale) - float((x - x.mean((2, 3), keepdim=True)).std())) < 0.5
+    assert float(net.level_scale) >= float(net.scale)
+    assert bool(torch.isfinite(net(x, torch.zeros(2, 0))).all())
+
+
+def test_a_later_curriculum_stage_starts_from_the_earlier_fit(trajectory):
+    est = Emulator(padding="circular", check_every=1)
+    gen = torch.Generator().manual_seed(6)
+    for t in range(10):
+        ctx = _context(trajectory[t], gen)
+        est.prepare(ctx)
+        est.vjp(ctx, None, trajectory[t + 5] - trajectory[t + 5].mean())
+    later = est.fresh()
+    later.inherit(est)
+    pairs = zip(later._net.state_dict().values(), est._net.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert later.state["mode"] == est.state["mode"] and later.state["check_norm"] == est.state["check_norm"]
+    assert later.state["steps"] == 0 and later.state["fits"] == 0  # counters are the stage's own
+    later.state["check_norm"] = -1.0
+    assert est.state["check_norm"] != -1.0  # a copy, not shared

@@ -41,6 +41,20 @@ def test_mean_is_conserved_and_steps_converge() -> None:
     assert float((a - b).abs().max() / a.abs().max()) < 1e-3  # ETDRK4 converges in h
 
 
+def test_without_the_gauge_the_mean_drifts_at_minus_half_the_mean_squared_gradient() -> None:
+    """d<u>/dt = -½ <|∇u|²> (the Laplacians average to zero); a shift of u changes nothing else."""
+    solver = make_ks2d_solver(resolution=(32, 32), length=L, dt=1e-3, substeps=1, mean_free=False)
+    u = solver.initial_state(torch.zeros(2, 0), seed=1).double()
+    k = torch.fft.fftfreq(32, d=1.0 / 32, dtype=torch.float64) * 2 * math.pi / L
+    spec = torch.fft.fft2(u)
+    ux, uy = torch.fft.ifft2(1j * k[:, None] * spec).real, torch.fft.ifft2(1j * k[None, :] * spec).real
+    rate = -0.5 * (ux**2 + uy**2).mean((1, 2, 3))
+    drift = (solver.step(u, torch.zeros(2, 0)) - u).mean((1, 2, 3)) / 1e-3
+    assert torch.allclose(drift, rate, rtol=1e-3)
+    shifted = solver.step(u + 7.0, torch.zeros(2, 0)) - 7.0
+    assert torch.allclose(shifted, solver.step(u, torch.zeros(2, 0)), atol=1e-9)  # the mean is a gauge
+
+
 def test_restriction_keeps_band_limited_fields_exactly() -> None:
     solver = make_ks2d_solver(resolution=(72, 72), length=L)
     fine, coarse = _plane_wave(72, 3, -5, 1.0).float(), _plane_wave(24, 3, -5, 1.0).float()

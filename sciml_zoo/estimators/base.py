@@ -97,6 +97,10 @@ class Estimator:
             bound = f"> {low:g}" if open_low else f">= {low:g}"
             self._fail(key, f"use a number {bound}" + (f" and < {high:g}" if math.isfinite(high) else ""))
 
+    def _need_bool(self, key: str) -> None:
+        if not isinstance(getattr(self, key), bool):
+            self._fail(key, "use true or false")
+
     def _need_choice(self, key: str, choices: tuple[str, ...]) -> None:
         if getattr(self, key) not in choices:
             self._fail(key, f"use one of {', '.join(map(repr, choices))}")
@@ -121,6 +125,9 @@ class Estimator:
     def fresh(self) -> Estimator:
         """A copy with the same options and an empty per-run state."""
         return dataclasses.replace(self)  # type: ignore[type-var]
+
+    def inherit(self, previous: Estimator) -> None:
+        """Take what ``previous`` (the same estimator at an earlier curriculum stage) learned; default: nothing."""
 
     # -- per-run state -------------------------------------------------------------
     def init_state(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ bit-identical.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ import torch
 from torch import Tensor, nn
 
 from sciml_zoo.checkpoint import CheckpointFieldError, check_like, check_optimizer_state
-from sciml_zoo.estimators.base import ProbeContext
+from sciml_zoo.estimators.base import Estimator, ProbeContext
 from sciml_zoo.estimators.probes import finite_difference_jvp, masked, random_directions
 from sciml_zoo.estimators.state_rge import FiniteDifferences
 from sciml_zoo.nn.emulator import StepEmulator
@@ -97,12 +98,13 @@ class Emulator(FiniteDifferences):
     padding: str = "auto"
     lr: float = 1e-3
     fit_every: int = 4
-    untrusted_fit_steps: int = 4
+    untrusted_fit_steps: int = 1
     check_every: int = 16
     check_members: int = 2
     check_directions: int = 4
     check_decay: float = 0.5
     max_residual: float = 0.5
+    transpose: bool = True
     fallback: str = "stop-gradient"
 
     def __post_init__(self) -> None:
@@ -122,6 +124,7 @@ class Emulator(FiniteDifferences):
         self._need_float("lr", 0.0, 1.0)
         self._need_float("max_residual", 0.0)
         self._need_float("check_decay", 0.0, 1.0, open_low=False)
+        self._need_bool("transpose")
         self._need_choice("fallback", ("stop-gradient", "identity"))
 
     def for_network(self, network: nn.Module) -> Emulator:
@@ -141,9 +144,12 @@ class Emulator(FiniteDifferences):
             "fallback_steps": 0,
             "fallback_members": 0,
             "nonfinite": 0,
+            "transpose_steps": 0,
             "trusted": False,
+            "mode": "fallback",  # the candidate in use: "emulator", "transpose" or "fallback"
             "last_residual": 0.0,
             "check_error": 0.0,
+            "transpose_error": 0.0,
             "check_norm": 0.0,
             "layout": None,  # [channels, num_params, dim] once built
             "emulator": None,
@@ -160,6 +166,8 @@ class Emulator(FiniteDifferences):
         super().load_state_dict(state)
         object.__setattr__(self, "_net", None)
         object.__setattr__(self, "_opt", None)
+        if self.state["mode"] not in ("emulator", "transpose", "fallback"):
+            raise CheckpointFieldError("mode", f"is {self.state['mode']!r}, not 'emulator', 'transpose' or 'fallback'")
         layout = self.state["layout"]
         if layout is not None:
             if not (isinstance(layout, list) and len(layout) == 3 and all(isinstance(i, int) for i in layout)):
@@ -167,9 +175,22 @@ class Emulator(FiniteDifferences):
             self._build(*layout, restore=True)
 
     def stats(self) -> dict[str, Any]:
-        out = super().stats()
+        out = {k: v for k, v in super().stats().items() if k != "mode"}
         out["trusted"] = int(bool(self.state["trusted"]))
         return out
+
+    def inherit(self, previous: Estimator) -> None:
+        """Start from ``previous``'s emulator, optimizer and check (a curriculum's earlier stage), not its counts.
+
+        The step and so its Jacobian do not depend on the unroll length: what
+        an earlier stage learned about them stays valid.
+        """
+        if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
+            return
+        learned = previous.state_dict()
+        for key in ("layout", "emulator", "optimizer", "mode", "trusted", "check_error", "transpose_error", "check_norm"):
+            self.state[key] = copy.deepcopy(learned[key])
+        self._build(*self.state["layout"], restore=True)
 
     def _build(self, channels: int, num_params: int, dim: int, *, restore: bool = False) -> None:
         padding = "circular" if self.padding == "auto" else self.padding  # "auto" unresolved: no network given
@@ -196,7 +217,7 @@ class Emulator(FiniteDifferences):
     def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
-        fit = not st["trusted"] or st["steps"] % self.fit_every == 0
+        fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
             x = ctx.state.detach().requires_grad_(True)
             predicted = net(x, ctx.params)
@@ -207,21 +228,35 @@ class Emulator(FiniteDifferences):
         if st["steps"] % self.check_every == 0:
             self._check(ctx, v, grad)
         st["steps"] += 1
+        if st["mode"] == "transpose":
+            grad = self._transposed(ctx, v, slice(None))
+            st["transpose_steps"] += 1
         if not bool(torch.isfinite(grad).all()):
             st["nonfinite"] += 1
-            st["trusted"] = False
+            st["mode"] = "fallback"
+        st["trusted"] = st["mode"] != "fallback"
         if st["trusted"]:
             return grad
         st["fallback_steps"] += 1
         st["fallback_members"] += int(v.shape[0])
         return v if self.fallback == "identity" else torch.zeros_like(v)
 
+    def _transposed(self, ctx: ProbeContext, v: Tensor, members: Any) -> Tensor:
+        """``J v`` for ``J^T v`` (exact for a self-adjoint step): one forward difference per member."""
+        v = v[members]
+        rms = v.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
+        jv = finite_difference_jvp(
+            ctx.step, ctx.state[members], ctx.params[members], (v / rms)[:, None], mu=self.mu,
+            output=ctx.output[members], query_batch=self.query_batch, centered=True,
+        )
+        return masked(jv[:, 0] * rms, ctx.mask)
+
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
         """Adam steps on this wrapped step's pairs: one while trusted, ``untrusted_fit_steps`` otherwise."""
         st, net, opt = self.state, self._net, self._opt  # type: ignore[attr-defined]
         scale = net._per_channel(net.out_scale)
         params = list(net.parameters())
-        for i in range(1 if st["trusted"] else self.untrusted_fit_steps):
+        for i in range(1 if st["mode"] == "emulator" else self.untrusted_fit_steps):
             if i:
                 predicted = net(ctx.state, ctx.params)
             loss = masked((predicted - ctx.output) / scale, ctx.mask).pow(2).mean()
@@ -231,23 +266,28 @@ class Emulator(FiniteDifferences):
             st["fits"] += 1
 
     def _check(self, ctx: ProbeContext, v: Tensor, grad: Tensor) -> None:
-        """Update the running estimate of ``|J^T v - g| / |J^T v|`` from random slopes (module doc)."""
+        """Update the running estimates of ``|J^T v - g| / |J^T v|`` of both candidates (module doc)."""
         st = self.state
         k = min(self.check_members, ctx.state.shape[0])
         members = torch.randperm(ctx.state.shape[0], generator=ctx.generator)[:k].to(ctx.state.device)
         x, p = ctx.state[members], ctx.params[members]
         r = random_directions(self.check_directions, x, mask=ctx.mask, generator=ctx.generator)
         st["checks"] += 1
-        try:
-            jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, query_batch=self.query_batch)
-        except ValueError:  # the difference step is lost in round-off at this state
-            jr = torch.full_like(r, float("nan"))
+        jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, query_batch=self.query_batch, centered=True)
         true_slope = (v[members, None] * masked(jr, ctx.mask)).flatten(2).sum(2).double()
-        slope = (grad[members, None] * r).flatten(2).sum(2).double()
-        st["check_error"] = self.check_decay * float(st["check_error"]) + float((true_slope - slope).pow(2).sum())
-        st["check_norm"] = self.check_decay * float(st["check_norm"]) + float(true_slope.pow(2).sum())
-        residual = math.sqrt(st["check_error"] / st["check_norm"]) if st["check_norm"] > 0 else float("nan")
-        st["last_residual"] = residual
-        st["trusted"] = bool(residual <= self.max_residual)  # NaN fails
-        if not st["trusted"]:
+        decay = self.check_decay
+        st["check_norm"] = decay * float(st["check_norm"]) + float(true_slope.pow(2).sum())
+        candidates = {"emulator": grad[members]}
+        if self.transpose:
+            candidates["transpose"] = self._transposed(ctx, v, members)
+        residuals = {}
+        for name, g in candidates.items():
+            key = "check_error" if name == "emulator" else "transpose_error"
+            slope = (g[:, None] * r).flatten(2).sum(2).double()
+            st[key] = decay * float(st[key]) + float((true_slope - slope).pow(2).sum())
+            residuals[name] = math.sqrt(st[key] / st["check_norm"]) if st["check_norm"] > 0 else math.nan
+        best = min(residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
+        st["last_residual"] = residuals[best]
+        st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails
+        if st["mode"] == "fallback":
             st["failed_checks"] += 1

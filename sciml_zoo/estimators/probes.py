@@ -21,6 +21,7 @@ from sciml_zoo.solver import StepFn
 __all__ = [
     "Agreement",
     "agreement",
+    "centered_step",
     "check_step_size",
     "finite_difference_jvp",
     "lowrank_vjp",
@@ -80,6 +81,21 @@ def check_step_size(state: Tensor, mu: float, *, factor: float = 1e3) -> Tensor:
     return h
 
 
+def centered_step(state: Tensor, mu: float, *, factor: float = 1e2) -> Tensor:
+    """Absolute steps ``h = mu * std(state)`` per member ``(B,)``, raised above round-off, never refused.
+
+    The spread about the member's own mean, not its RMS, sets the scale: a
+    field that sits far from zero (a temperature in kelvin, a drifting gauge)
+    must be perturbed on the scale of its fluctuations, or the difference sees
+    the step's nonlinearity. ``h`` is raised to ``factor * eps * max|state|``
+    where round-off would otherwise dominate. For the estimators' own checks,
+    which must not stop a run.
+    """
+    flat = state.detach().flatten(1)
+    h = mu * flat.std(1, unbiased=False).clamp_min(1e-8)
+    return torch.maximum(h, factor * torch.finfo(state.dtype).eps * flat.abs().amax(1))
+
+
 def random_directions(num: int, state: Tensor, *, mask: Tensor | None, generator: torch.Generator) -> Tensor:
     """Gaussian directions ``(B, num, C, *spatial)``, zero off ``mask``, unit RMS on it."""
     shape = (state.shape[0], num, *state.shape[1:])
@@ -98,6 +114,7 @@ def finite_difference_jvp(
     mu: float,
     output: Tensor | None = None,
     query_batch: int | None = None,
+    centered: bool = False,
 ) -> Tensor:
     """``J u`` ``(B, n, C, *spatial)`` for tangents ``u`` of the same shape, from solver queries.
 
@@ -105,9 +122,12 @@ def finite_difference_jvp(
     sample-steps), or forward differences against ``output = step(x)`` when it
     is given (``n B``). All perturbed states go to ``step`` stacked along the
     batch, direction-major, as one call (or chunks of ``query_batch`` rows).
+    Steps ``mu * rms(state)`` (:func:`check_step_size`), or ``mu * std(state)``
+    with ``centered`` (:func:`centered_step`).
     """
     b, n = tangents.shape[:2]
-    h = _trailing(check_step_size(state, mu).to(state.dtype), state.dim())
+    h = centered_step(state, mu) if centered else check_step_size(state, mu)
+    h = _trailing(h.to(state.dtype), state.dim())
     signed = tangents if output is not None else torch.cat([tangents, -tangents], 1)
     rows = (state[:, None] + h * signed).transpose(0, 1).reshape(-1, *state.shape[1:])
     rows_params = params.repeat(signed.shape[1], 1)

@@ -16,15 +16,19 @@ __all__ = ["StepEmulator"]
 
 
 class StepEmulator(nn.Module):
-    """``E(x, p) = x + s_out * cnn((x - m) / s, p_norm)``: a residual CNN model of one solver step.
+    """``E(x, p) = x + s_out * cnn((x - <x>) / s, (<x> - m) / s_m, p_norm)``: a residual CNN model of one step.
 
     Shapes: ``x`` ``(B, C, *spatial)`` (1-3 spatial axes), ``p`` ``(B, P)``
-    physical parameters (broadcast as constant input channels). The
-    normalisation buffers ``m, s, s_out`` ``(C,)`` and ``p_mean, p_std``
+    physical parameters. ``<x>`` ``(B, C)`` is each member's spatial mean per
+    channel: the CNN sees the fluctuations on their own scale ``s`` and the
+    level as constant input channels (with the parameters), so a field far
+    from zero or a drifting mean (a gauge) does not drown its structure. The
+    normalisation buffers ``m, s_m, s, s_out`` ``(C,)`` and ``p_mean, p_std``
     ``(P,)`` are set once from the first pairs (:meth:`calibrate`).
     """
 
     mean: Tensor
+    level_scale: Tensor
     scale: Tensor
     out_scale: Tensor
     p_mean: Tensor
@@ -35,7 +39,7 @@ class StepEmulator(nn.Module):
     ) -> None:
         super().__init__()
         self.body = sol_cnn(
-            channels + num_params,
+            2 * channels + num_params,
             channels,
             dim=dim,
             width=width,
@@ -45,8 +49,8 @@ class StepEmulator(nn.Module):
             padding_mode=padding,
         )
         self.dim = dim
-        for name, size in (("mean", channels), ("scale", channels), ("out_scale", channels)):
-            self.register_buffer(name, torch.zeros(size) if name == "mean" else torch.ones(size))
+        for name in ("mean", "level_scale", "scale", "out_scale"):
+            self.register_buffer(name, torch.zeros(channels) if name == "mean" else torch.ones(channels))
         self.register_buffer("p_mean", torch.zeros(num_params))
         self.register_buffer("p_std", torch.ones(num_params))
 
@@ -57,16 +61,22 @@ class StepEmulator(nn.Module):
     def calibrate(self, state: Tensor, params: Tensor, output: Tensor) -> None:
         """Set the normalisation from a batch of pairs ``(B, C, *spatial)``."""
         dims = [0, *range(2, state.dim())]
-        self.mean.copy_(state.mean(dims))
-        self.scale.copy_(state.std(dims).clamp_min(1e-6))
+        level = state.mean(dims[1:], keepdim=True)
+        self.mean.copy_(level.mean(0).flatten())
+        self.scale.copy_((state - level).std(dims).clamp_min(1e-6))
+        spread = level.std(0, unbiased=False).flatten() if len(state) > 1 else torch.zeros_like(self.scale)
+        self.level_scale.copy_(torch.maximum(spread, self.scale))
         self.out_scale.copy_((output - state).std(dims).clamp_min(1e-6))
         if params.shape[1]:
             self.p_mean.copy_(params.mean(0))
             self.p_std.copy_(params.std(0, unbiased=False).clamp_min(1e-6))
 
     def forward(self, state: Tensor, params: Tensor) -> Tensor:
-        z = (state - self._per_channel(self.mean)) / self._per_channel(self.scale)
+        level = state.mean(tuple(range(2, state.dim())), keepdim=True)
+        z = (state - level) / self._per_channel(self.scale)
+        cond = (level - self._per_channel(self.mean)) / self._per_channel(self.level_scale)
         if params.shape[1]:
-            cond = ((params - self.p_mean) / self.p_std).view(*params.shape, *[1] * self.dim)
-            z = torch.cat([z, cond.expand(-1, -1, *state.shape[2:])], 1)
+            p = ((params - self.p_mean) / self.p_std).view(*params.shape, *[1] * self.dim)
+            cond = torch.cat([cond, p], 1)
+        z = torch.cat([z, cond.expand(-1, -1, *state.shape[2:])], 1)
         return state + self._per_channel(self.out_scale) * self.body(z)

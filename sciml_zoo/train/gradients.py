@@ -55,6 +55,8 @@ class GradientSource(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def inherit(self, previous: Any) -> None: ...
+
 
 class BackpropGradient:
     """Unroll ``step`` with the correction and backpropagate the loss."""
@@ -78,6 +80,9 @@ class BackpropGradient:
     def stats(self) -> dict[str, Any]:
         return {}
 
+    def inherit(self, previous: Any) -> None:
+        """Start from what ``previous`` (an earlier curriculum stage's source) learned; nothing here."""
+
 
 class SolverSpaceGradient(BackpropGradient):
     """Backprop through a :class:`~sciml_zoo.estimators.ZOStep`, its randomness from the run's generator."""
@@ -99,6 +104,10 @@ class SolverSpaceGradient(BackpropGradient):
 
     def stats(self) -> dict[str, Any]:
         return self.zo.estimator.stats()
+
+    def inherit(self, previous: Any) -> None:
+        if isinstance(previous, SolverSpaceGradient):
+            self.zo.estimator.inherit(previous.zo.estimator)
 
 
 class WeightSpaceGradient:
@@ -127,6 +136,10 @@ class WeightSpaceGradient:
 
     def stats(self) -> dict[str, Any]:
         return self.estimator.stats()
+
+    def inherit(self, previous: Any) -> None:
+        if isinstance(previous, WeightSpaceGradient):
+            self.estimator.inherit(previous.estimator)
 
 
 def make_gradient(

@@ -113,9 +113,17 @@ class TrainState:
         self.log: list[dict[str, Any]] = []
 
     def source(self, steps: int) -> GradientSource:
-        """The gradient source for windows of ``steps`` unrolled steps (built on first use)."""
+        """The gradient source for windows of ``steps`` unrolled steps (built on first use).
+
+        A new stage's source starts from what the latest earlier one learned
+        (:meth:`~sciml_zoo.estimators.Estimator.inherit`: an emulator's fit, not
+        its counters); a checkpoint restores each stage's own state over it.
+        """
         if steps not in self.sources:
-            self.sources[steps] = self._make_source(steps)
+            source = self._make_source(steps)
+            if self.sources:
+                source.inherit(self.sources[next(reversed(self.sources))])
+            self.sources[steps] = source
         return self.sources[steps]
 
     # -- checkpoint ------------------------------------------------------------------------------
