@@ -86,3 +86,16 @@ def test_the_run_hash_depends_on_the_dataset(toy_dataset):
     cfg = _cfg(toy_dataset)
     assert config_hash(cfg, "dataset-a") != config_hash(cfg, "dataset-b")
     assert config_hash(cfg, "dataset-a") == config_hash(cfg, "dataset-a")
+
+
+def test_emulator_resume_across_curriculum_stages_is_bit_identical(tmp_path, toy_dataset):
+    """Each stage starts from the earlier stage's emulator; a resume inside a later stage restores it exactly."""
+    options = {"check_every": 2, "width": 4, "depth": 2, "kernel_size": 3}
+    cfg = _cfg(toy_dataset, method="zo-sol", iterations=8, unroll=3, estimator="emulator", estimator_options=options)
+    full, split = _split_and_full(tmp_path, toy_dataset, cfg, stop_after=6)
+    stages = sorted(full["gradient"], key=int)
+    assert len(stages) >= 2
+    assert str(split["gradient"]) == str(full["gradient"])
+    _assert_identical(full, split)
+    last = full["gradient"][stages[-1]]["estimator"]
+    assert last["layout"] is not None and last["fits"] < sum(full["gradient"][s]["estimator"]["fits"] for s in stages)
