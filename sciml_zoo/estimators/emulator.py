@@ -1,48 +1,47 @@
-"""``emulator``: ``J^T v`` from a small network fitted online to the rollout's own pairs.
+"""``emulator``: ``J^T v`` from a small network fitted online to the rollout's own pairs, or from ``J v``.
 
 The forward pass always runs the true black-box step. The backward pass
-returns ``J_E^T v`` by autograd through a small convolutional emulator
-``E(x) ~ step(x)`` at the step's input: the differentiable emulator of
-Frezat et al. 2024 (arXiv 2310.19385), fitted online instead of beforehand.
-Its training data are the ``(state, next state)`` pairs that the rollout
-produces anyway: at every ``fit_every``-th wrapped step, in the same backward
-pass and on the same emulator forward, the emulator takes one Adam step on the
-fit loss ``|(E(x) - step(x)) / s|^2`` of that step's pairs. The gradient thus
-costs about one emulator forward and one backward pass per sample-step (plus a
-quarter of a backward and an Adam step for the fit), whatever the state size
-or the solver's coupling range (a pressure projection, a spectral step).
+chooses between two candidates whose cost does not grow with the state:
 
-**Held-out check of the estimate itself.** A learned Jacobian is only as good
-as the fit, so it is trusted only while its product with the actual cotangent
-is measured to be right. Every ``check_every`` wrapped steps, for
-``check_members`` batch members and ``q = check_directions`` Gaussian
-directions ``r_i`` each, the solver gives the true slopes
-``s_i = <v, J r_i> = <J^T v, r_i>`` (central differences, step
-``mu * rms(state)``) and the estimate ``g = J_E^T v`` predicts
+- ``J_E^T v`` by autograd through a small convolutional emulator
+  ``E(x) ~ step(x)`` at the step's input: the differentiable emulator of
+  Frezat et al. 2024 (arXiv 2310.19385), fitted online instead of beforehand,
+  on the ``(state, next state)`` pairs that the rollout produces anyway (one
+  Adam step on every ``fit_every``-th wrapped step's pairs while in use, on
+  every step's otherwise, reusing the emulator forward made for the product).
+  No solver queries.
+- ``J v`` (``transpose``): one forward difference along the cotangent itself,
+  exact for a self-adjoint step (diffusion, a pressure projection, a
+  symmetric implicit solve) whatever its coupling range. One sample-step per
+  member.
+
+**Held-out check of the product itself.** Every ``check_every`` wrapped
+steps, for ``check_members`` batch members and ``q = check_directions``
+Gaussian directions ``r_i`` each, the solver gives the true slopes
+``s_i = <v, J r_i> = <J^T v, r_i>`` (central differences, step ``mu`` times
+the member's spread about its own mean) and each candidate ``g`` predicts
 ``<g, r_i>``. For isotropic ``r``, ``E[<e, r>^2] = |e|^2`` (unit-RMS
 directions, up to one factor for all), so
 
     err^2 = sum_i (s_i - <g, r_i>)^2 / sum_i s_i^2  ~  |J^T v - g|^2 / |J^T v|^2
 
 estimates the relative error of the very product the training uses, with no
-dependence on the state size. Both sums are kept as running sums (earlier
-checks weighted by ``check_decay``), so one unlucky draw does not decide.
-``err > max_residual`` (or a non-finite estimate) makes the estimator
-untrusted until a later check passes; while untrusted, ``J^T v`` is the
-``fallback`` (``stop-gradient`` by default: unrolled training without solver
-gradients, a strong baseline, List et al. 2024, arXiv 2402.12971) and the
-emulator is refreshed with ``untrusted_fit_steps`` Adam steps per wrapped
-step instead of one. A fresh emulator is untrusted until its first check
-passes.
+dependence on the state size. The sums are running sums (earlier checks
+weighted by ``check_decay``), so one unlucky draw does not decide. The
+candidate with the smaller ``err`` is used while ``err <= max_residual``;
+otherwise (or on a non-finite estimate) ``J^T v`` is the ``fallback``
+(``stop-gradient`` by default: unrolled training without solver gradients,
+a strong baseline, List et al. 2024, arXiv 2402.12971) until a later check
+passes. A fresh emulator starts on the fallback; a later curriculum stage
+starts from the earlier stage's emulator and check (:meth:`Emulator.inherit`).
 
-**Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps and,
-every ``check_every`` steps, ``2 * check_members * check_directions`` more
-(central differences): with the defaults (16, 2, 4) one extra sample-step per
-wrapped step, ``1 / B`` probes per forward sample-step, independent of the
-grid and of the solver's coupling range. Checks, failures, fallbacks and
-fits are counted in :meth:`Emulator.stats` and in the checkpointed state, as
-are the emulator's weights and its optimizer, so a resumed run is
-bit-identical.
+**Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
+every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
+while ``J v`` is in use. At most about one probe per forward sample-step,
+independent of the grid and of the solver's coupling range. Checks,
+failures, fallbacks, transposes and fits are counted in :meth:`Emulator.stats`
+and in the checkpointed state, as are the emulator's weights, its optimizer
+and the chosen candidate, so a resumed run is bit-identical.
 """
 
 from __future__ import annotations
@@ -80,13 +79,14 @@ class Emulator(FiniteDifferences):
             ``fit_every``-th wrapped step [4], reusing the forward made for the
             product (so ``B / fit_every`` pairs per step on average).
         untrusted_fit_steps: Adam steps on the pairs of every wrapped step
-            while untrusted [4].
+            while the emulator is not in use [1].
         check_every: wrapped steps between checks [16].
         check_members: batch members probed per check [2].
         check_directions: random directions per probed member [4].
         check_decay: weight of the earlier checks in the running estimate [0.5].
         max_residual: largest estimated relative error ``|J^T v - g| / |J^T v|``
             [0.5]; below it the estimate's cosine to the truth is at least 0.87.
+        transpose: also try ``J v`` (one query per member) as a candidate [True].
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
         mu, difference, query_batch: the check's finite differences.
     """
