@@ -83,6 +83,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "Only open checkpoints written by sciml-zoo >= 0.2, or retrain"
         ) from None
     except Exception as exc:  # torch raises many types for a torn/corrupt file
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # not even torch's zip container: random bytes, another format
+                raise DataError(
+                    f"checkpoint {str(path)!r} is not a sciml-zoo checkpoint (unreadable or corrupt); "
+                    "delete the run directory and retrain"
+                ) from None
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"checkpoint {str(path)!r} is corrupt ({msg}); delete the run directory and retrain") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
