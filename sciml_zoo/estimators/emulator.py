@@ -188,7 +188,8 @@ class Emulator(FiniteDifferences):
         if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
             return
         learned = previous.state_dict()
-        for key in ("layout", "emulator", "optimizer", "mode", "trusted", "check_error", "transpose_error", "check_norm"):
+        learned_keys = ("layout", "emulator", "optimizer", "mode", "trusted")
+        for key in (*learned_keys, "check_error", "transpose_error", "check_norm"):
             self.state[key] = copy.deepcopy(learned[key])
         self._build(*self.state["layout"], restore=True)
 
@@ -246,8 +247,14 @@ class Emulator(FiniteDifferences):
         v = v[members]
         rms = v.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
         jv = finite_difference_jvp(
-            ctx.step, ctx.state[members], ctx.params[members], (v / rms)[:, None], mu=self.mu,
-            output=ctx.output[members], query_batch=self.query_batch, centered=True,
+            ctx.step,
+            ctx.state[members],
+            ctx.params[members],
+            (v / rms)[:, None],
+            mu=self.mu,
+            output=ctx.output[members],
+            query_batch=self.query_batch,
+            centered=True,
         )
         return masked(jv[:, 0] * rms, ctx.mask)
 
