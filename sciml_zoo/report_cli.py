@@ -122,7 +122,11 @@ def _render(args: argparse.Namespace) -> int:
     records = read_records(folder)
     link = Path(os.path.relpath(folder.resolve(), page.resolve().parent)).as_posix()
     command = f"sciml-zoo report {_rel(folder)}/ --out {_rel(page)}"  # the same page with or without --readme
-    ok = _write(page, render_page(records, records_link=link, records_dir=_rel(folder), command=command), args.check)
+    figures = page.parent / "figures" / "records"
+    figures_link = Path(os.path.relpath(figures.resolve(), page.resolve().parent)).as_posix()
+    text = render_page(records, records_link=link, records_dir=_rel(folder), command=command, figures_link=figures_link)
+    drawn = _figures(records, figures, args.check)
+    ok = _write(page, text, args.check) and drawn
     if args.readme:
         readme = Path(args.readme)
         if not readme.is_file():
@@ -131,6 +135,34 @@ def _render(args: argparse.Namespace) -> int:
         text = fill_headlines(readme.read_text(encoding="utf-8"), records, page_link=page_link)
         ok = _write(readme, text, args.check) and ok
     return 0 if ok or not args.check else 1
+
+
+def _figures(records: dict[str, dict[str, Any]], folder: Path, check: bool) -> bool:
+    """Draw every record's cost-accuracy figure into ``folder`` (with ``check``: only that each exists).
+
+    PNG bytes depend on the matplotlib version, so ``--check`` (and the test
+    suite) require the figures to exist; the numbers they show come from the
+    records, redrawn by every run of the command.
+    """
+    from sciml_zoo.figures import plot_cost_accuracy, record_points
+    from sciml_zoo.results_page import figure_name
+
+    ok = True
+    for name, record in sorted(records.items()):
+        path = folder / figure_name(name)
+        points = record_points(record)
+        if not points:
+            continue
+        if check:
+            if not path.is_file():
+                print(f"{path}: missing; run the same command without --check")
+                ok = False
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_cost_accuracy(points, path, title=record["title"])
+    if not check:
+        print(f"{folder}/: {sum(1 for r in records.values() if record_points(r))} figures drawn")
+    return ok
 
 
 def run_report(args: argparse.Namespace) -> int:

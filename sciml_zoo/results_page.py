@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,15 +83,29 @@ def _facts(name: str, record: dict[str, Any], records_link: str) -> str:
     return " · ".join(str(p) for p in parts)
 
 
-def _section(name: str, record: dict[str, Any], records_link: str) -> str:
+def figure_name(name: str) -> str:
+    """The cost-accuracy figure of record ``name`` (``quick.json`` -> ``quick.png``)."""
+    return f"{Path(name).stem}.png"
+
+
+def _section(name: str, record: dict[str, Any], records_link: str, figures_link: str | None) -> str:
     out = [f"## {record['title']}", "", _facts(name, record, records_link), "", "```bash", record["command"], "```"]
     if record["description"]:
         out += ["", record["description"]]
     out += ["", record_table(record), "", "Test MAE per seed:", "", _per_seed(record)]
+    if figures_link is not None and record.get("train"):
+        out += ["", f"![{record['title']}: test MAE against training cost]({figures_link}/{figure_name(name)})"]
     return "\n".join(out)
 
 
-def render_page(records: dict[str, dict[str, Any]], *, records_link: str, records_dir: str, command: str) -> str:
+def render_page(
+    records: dict[str, dict[str, Any]],
+    *,
+    records_link: str,
+    records_dir: str,
+    command: str,
+    figures_link: str | None = None,
+) -> str:
     """The results page: a short guide, then one section per record (in the order of their file names).
 
     Args:
@@ -98,6 +113,8 @@ def render_page(records: dict[str, dict[str, Any]], *, records_link: str, record
         records_link: the records folder relative to the page's folder (e.g. ``results``).
         records_dir: the records folder as the commands quoted on the page name it (``docs/results``).
         command: the command that regenerates the page, quoted on it.
+        figures_link: the folder of the records' cost-accuracy figures relative
+            to the page's folder (each section links its own); None: no figures.
     """
     head = [
         "# Results",
@@ -120,7 +137,7 @@ def render_page(records: dict[str, dict[str, Any]], *, records_link: str, record
     ]
     if not records:
         head += ["", "No records yet."]
-    sections = [_section(name, rec, records_link) for name, rec in sorted(records.items())]
+    sections = [_section(name, rec, records_link, figures_link) for name, rec in sorted(records.items())]
     return "\n\n".join(["\n".join(head), *sections]) + "\n"
 
 

@@ -163,3 +163,20 @@ def test_a_fresh_tiny_comparison_reduces_to_a_record_that_regenerates_its_table(
     record = read_record(tmp_path / "rec" / "ks_tiny.json")
     assert record["command"] == "sciml-zoo compare --preset ks_tiny --seeds 3"
     assert record_table(record) == json.loads((tmp_path / "out" / "results.json").read_text())["table"]
+
+
+def test_every_record_gets_its_figure_and_methods_never_share_a_look(tmp_path, monkeypatch):
+    from sciml_zoo.figures import _style, plot_cost_accuracy, record_points
+
+    monkeypatch.chdir(ROOT)
+    looks = {(tuple(_style(i)["color"]), _style(i)["marker"]) for i in range(40)}
+    assert len(looks) == 40  # NON and DeepZero's row no longer share one blue
+    record = read_record(Path("docs/results/quick.json"))
+    points = record_points(record)
+    assert {p["method"] for p in points} == set(record["train"]) and len(points) == 3 * len(record["train"])
+    plot_cost_accuracy(points, tmp_path / "q.png", title="t")
+    assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+    page = Path("docs/results.md").read_text(encoding="utf-8")
+    for name in read_records(Path("docs/results")):
+        figure = Path("docs/figures/records") / f"{Path(name).stem}.png"
+        assert figure.is_file() and f"(figures/records/{figure.name})" in page
