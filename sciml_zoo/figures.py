@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from sciml_zoo.provenance import atomic_path  # noqa: E402
@@ -66,8 +67,6 @@ def plot_cost_accuracy(points: list[dict[str, Any]], path: str | Path, *, title:
     Args:
         points: dicts with ``method``, ``mae``, ``train_solver_steps``, ``train_wall_s``.
     """
-    import numpy as np
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     methods = list(dict.fromkeys(p["method"] for p in points))
     for i, method in enumerate(methods):
