@@ -147,7 +147,7 @@ def _figures(records: dict[str, dict[str, Any]], folder: Path, check: bool) -> b
     from sciml_zoo.figures import plot_cost_accuracy, record_points
     from sciml_zoo.results_page import figure_name
 
-    ok = True
+    ok, drawn = True, 0
     for name, record in sorted(records.items()):
         path = folder / figure_name(name)
         points = record_points(record)
@@ -160,8 +160,9 @@ def _figures(records: dict[str, dict[str, Any]], folder: Path, check: bool) -> b
             continue
         folder.mkdir(parents=True, exist_ok=True)
         plot_cost_accuracy(points, path, title=record["title"])
+        drawn += 1
     if not check:
-        print(f"{folder}/: {sum(1 for r in records.values() if record_points(r))} figures drawn")
+        print(f"{folder}/: {drawn} figures drawn")
     return ok
 
 

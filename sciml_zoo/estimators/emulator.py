@@ -46,7 +46,6 @@ and the chosen candidate, so a resumed run is bit-identical.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -145,7 +144,6 @@ class Emulator(FiniteDifferences):
             "fallback_members": 0,
             "nonfinite": 0,
             "transpose_steps": 0,
-            "trusted": False,
             "mode": "fallback",  # the candidate in use: "emulator", "transpose" or "fallback"
             "last_residual": 0.0,
             "check_error": 0.0,
@@ -176,7 +174,7 @@ class Emulator(FiniteDifferences):
 
     def stats(self) -> dict[str, Any]:
         out = {k: v for k, v in super().stats().items() if k != "mode"}
-        out["trusted"] = int(bool(self.state["trusted"]))
+        out["trusted"] = int(self.state["mode"] != "fallback")
         return out
 
     def inherit(self, previous: Estimator) -> None:
@@ -187,10 +185,9 @@ class Emulator(FiniteDifferences):
         """
         if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
             return
-        learned = previous.state_dict()
-        learned_keys = ("layout", "emulator", "optimizer", "mode", "trusted")
-        for key in (*learned_keys, "check_error", "transpose_error", "check_norm"):
-            self.state[key] = copy.deepcopy(learned[key])
+        learned = previous.state_dict()  # a copy
+        for key in ("layout", "emulator", "optimizer", "mode", "check_error", "transpose_error", "check_norm"):
+            self.state[key] = learned[key]
         self._build(*self.state["layout"], restore=True)
 
     def _build(self, channels: int, num_params: int, dim: int, *, restore: bool = False) -> None:
@@ -218,25 +215,27 @@ class Emulator(FiniteDifferences):
     def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
+        check = st["steps"] % self.check_every == 0
+        product = st["mode"] == "emulator" or check  # J_E^T v is needed only in use or for the check
         fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
-            x = ctx.state.detach().requires_grad_(True)
+            x = ctx.state.detach().requires_grad_(product)
             predicted = net(x, ctx.params)
-            (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v, retain_graph=fit)
+            if product:
+                (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v, retain_graph=fit)
+                grad = masked(grad, ctx.mask)
             if fit:  # the fit reuses the forward just made for the product
                 self._fit(ctx, predicted)
-        grad = masked(grad, ctx.mask)
-        if st["steps"] % self.check_every == 0:
+        if check:
             self._check(ctx, v, grad)
         st["steps"] += 1
         if st["mode"] == "transpose":
             grad = self._transposed(ctx, v, slice(None))
             st["transpose_steps"] += 1
-        if not bool(torch.isfinite(grad).all()):
+        if st["mode"] != "fallback" and not bool(torch.isfinite(grad).all()):
             st["nonfinite"] += 1
             st["mode"] = "fallback"
-        st["trusted"] = st["mode"] != "fallback"
-        if st["trusted"]:
+        if st["mode"] != "fallback":
             return grad
         st["fallback_steps"] += 1
         st["fallback_members"] += int(v.shape[0])
