@@ -254,11 +254,14 @@ def compare(
     progress: bool = False,
     solver: str | None = None,
     solver_options: Mapping[str, Any] | None = None,
+    jobs: int = 1,
 ) -> Results:
     """Generate, train every method at ``seeds`` seeds and evaluate (``sciml-zoo compare``).
 
     ``seeds=None`` keeps the preset's own ``seeds``; ``out`` defaults to
     ``results/<preset>``; finished runs there are reused when their hash matches.
+    ``jobs`` runs train at once in worker processes (``--jobs``; a script that
+    registers solvers must then run its work under ``if __name__ == "__main__":``).
     """
     import xarray as xr
 
@@ -269,7 +272,7 @@ def compare(
     with _trust(allow_exec, solver, solver_options):
         exp = load_experiment(str(preset), overrides=overrides, only=list(methods) if methods else None, seeds=seeds)
         folder = Path(out) if out is not None else safe_child("results", exp.name, what="preset name")
-        record = run_comparison(exp, folder, progress=progress, force=force, device=device)
+        record = run_comparison(exp, folder, progress=progress, force=force, device=device, jobs=jobs)
     with xr.open_dataset(folder / "errors.nc") as ds:
         errors = ds["mae"].load()
     return Results(errors, record["rows"], record["table"], dict(record["failed"]), folder)

@@ -117,7 +117,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         device(cfg.device, "--device" if args.device else f"methods.{key}.device")  # one this machine has
     out = Path(args.out) if args.out else safe_child("results", exp.name, what="preset name (or give --out)")
     t0 = time.perf_counter()
-    record = run_comparison(exp, out, progress=not args.quiet, force=args.force, device=args.device or "cpu")
+    jobs = positive_int(args.jobs, "--jobs", example=2)
+    record = run_comparison(exp, out, progress=not args.quiet, force=args.force, device=args.device or "cpu", jobs=jobs)
     n = "" if exp.seeds is None else f", {len(exp.seeds)} seeds"
     print(f"\n{exp.name}: test MAE over {exp.eval_steps} steps ({len(exp.recipe.test_params)} test sims{n})\n")
     print(record["table"])
@@ -237,6 +238,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--seeds", help="train every method at seeds 0..N-1 (mean ± std, 95%% CI)")
     c.add_argument("--force", action="store_true", help="retrain runs made by another config, dataset or code")
+    c.add_argument(
+        "--jobs",
+        default="1",
+        help="runs (method x seed) trained at once, one process each "
+        "(default 1; e.g. 2 on two cores: the same results, about half the time)",
+    )
     c.add_argument("--device", help="cpu (default) or cuda")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)

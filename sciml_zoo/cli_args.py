@@ -189,13 +189,13 @@ def threads(text: str) -> int:
     return value
 
 
-def positive_int(text: str, flag: str) -> int:
+def positive_int(text: str, flag: str, example: int = 50) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1 or str(value) != str(text).strip():
-        raise SciMLZooError(f"{flag} must be a positive integer, got {text!r}; e.g. {flag} 50")
+        raise SciMLZooError(f"{flag} must be a positive integer, got {text!r}; e.g. {flag} {example}")
     return value
 
 

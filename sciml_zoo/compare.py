@@ -24,7 +24,7 @@ import xarray as xr
 
 from sciml_zoo.data.cache import dataset_for
 from sciml_zoo.data.loading import Dataset, source_solver
-from sciml_zoo.errors import ConfigError, SciMLZooError
+from sciml_zoo.errors import ConfigError, SciMLZooError, check_positive_int
 from sciml_zoo.evaluate import evaluate_methods
 from sciml_zoo.experiment import Experiment
 from sciml_zoo.paths import remove_tool_dir, safe_child
@@ -32,6 +32,7 @@ from sciml_zoo.provenance import environment, write_json
 from sciml_zoo.report import write_report
 from sciml_zoo.runs import RunConfig, clean_stale_temp_files, config_hash, run_lock
 from sciml_zoo.train.loop import train
+from sciml_zoo.train.pool import PoolRun, train_in_pool
 
 __all__ = ["run_comparison"]
 
@@ -96,8 +97,12 @@ def run_comparison(
     force: bool = False,
     device: str = "cpu",
     shared_data: str | Path | None = "data",
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run ``exp`` into directory ``out`` and return the results record.
+
+    ``jobs`` runs (method x seed) train at once, each in its own worker
+    process on one core (the same results as one after another).
 
     ``out`` is locked for the duration (a second ``compare`` into it gets one
     line) and cleared of temp files that killed writes left.
@@ -110,14 +115,24 @@ def run_comparison(
     uses ``out/data``.
     """
     out = Path(out)
+    check_positive_int("jobs", jobs, hint="; e.g. --jobs 2 for two cores")
     _check_unrolls(exp)  # before any folder or dataset is made
     with run_lock(out):
         clean_stale_temp_files(out)
-        return _run_locked(exp, out, progress=progress, force=force, device=device, shared_data=shared_data)
+        return _run_locked(
+            exp, out, progress=progress, force=force, device=device, shared_data=shared_data, jobs=jobs
+        )
 
 
 def _run_locked(
-    exp: Experiment, out: Path, *, progress: bool, force: bool, device: str, shared_data: str | Path | None
+    exp: Experiment,
+    out: Path,
+    *,
+    progress: bool,
+    force: bool,
+    device: str,
+    shared_data: str | Path | None,
+    jobs: int,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     own = safe_child(out, "data", what="data folder")
@@ -125,7 +140,7 @@ def _run_locked(
     solver = source_solver(data)  # built once: its capabilities here, its steps in evaluation
     plans, failed = _plan(exp, out, data_path, data, solver)
     _check_reuse(plans, force)
-    finished, summaries = _train_all(plans, data, failed, progress=progress)
+    finished, summaries = _train_all(plans, data, failed, progress=progress, jobs=jobs, data_path=data_path)
     errors, trajectories = _evaluate(exp, data, solver, finished, device=device)
     rows, paired, table, run_records = write_report(exp, out, data, finished, summaries, failed, errors, trajectories)
     record = {
@@ -172,35 +187,46 @@ def _plan(
 
 
 def _train_all(
-    plans: list[_Plan], data: Dataset, failed: dict[str, str], *, progress: bool
+    plans: list[_Plan], data: Dataset, failed: dict[str, str], *, progress: bool, jobs: int = 1, data_path: Path
 ) -> tuple[list[_Plan], dict[str, list[dict[str, Any]]]]:
     """Train, resume or reuse every planned run; a method that fails (at any seed) goes into ``failed``.
 
-    Returns the finished runs of the methods that did not fail and every
-    finished run's ``summary.json`` by label.
+    With ``jobs > 1`` the runs still to train go to that many worker processes
+    (:mod:`sciml_zoo.train.pool`; the same bits as trained here). Returns the
+    finished runs of the methods that did not fail and every finished run's
+    ``summary.json`` by label, in plan order either way.
     """
+    todo = [p for p in plans if p.label not in failed and not (p.dir / "summary.json").is_file()]
+    if jobs > 1 and len(todo) > 1:
+        runs = [PoolRun(_name(p), p.config, p.dir) for p in todo]
+        reasons = train_in_pool(runs, data_path, solver=data.recipe.solver, jobs=jobs, progress=progress)
+        for p in todo:
+            if reasons[_name(p)] is not None:
+                failed.setdefault(p.label, _failure(p, reasons[_name(p)]))
+        todo = []
     summaries: dict[str, list[dict[str, Any]]] = {}
     finished: list[_Plan] = []
     for p in plans:
         if p.label in failed:
             continue
-        summary_file = p.dir / "summary.json"
-        if not summary_file.is_file():
+        if p in todo:
             try:
-                train(
-                    p.config,
-                    p.dir,
-                    resume=(p.dir / "checkpoint.pt").is_file(),
-                    progress=progress,
-                    data=data,
-                )
+                train(p.config, p.dir, resume=(p.dir / "checkpoint.pt").is_file(), progress=progress, data=data)
             except SciMLZooError as exc:
-                at = "" if p.seed is None else f" (seed {p.seed})"
-                failed[p.label] = f"failed{at}: {exc}"
+                failed[p.label] = _failure(p, str(exc))
                 continue
-        summaries.setdefault(p.label, []).append(json.loads(summary_file.read_text()))
+        summaries.setdefault(p.label, []).append(json.loads((p.dir / "summary.json").read_text()))
         finished.append(p)
     return [p for p in finished if p.label not in failed], summaries
+
+
+def _name(p: _Plan) -> str:
+    return p.key if p.seed is None else f"{p.key} seed {p.seed}"
+
+
+def _failure(p: _Plan, reason: str | None) -> str:
+    at = "" if p.seed is None else f" (seed {p.seed})"
+    return f"failed{at}: {reason}"
 
 
 def _method_labels(finished: list[_Plan]) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "resolve_file_solver",
     "solver_factory",
     "solver_trust",
+    "worker_context",
 ]
 
 ENTRY_POINT_GROUP = "sciml_zoo.solvers"
@@ -78,6 +79,11 @@ def solver_trust(trust: SolverTrust) -> Iterator[SolverTrust]:
         _TRUST.reset(token)
 
 
+def worker_context() -> tuple[SolverTrust | None, dict[str, Callable[..., Solver]]]:
+    """The trust in effect and the solvers :func:`register` set here: what a worker process must be given."""
+    return _TRUST.get(), dict(_RUNTIME)
+
+
 def exec_options(factory: Callable[..., Any]) -> tuple[str, ...]:
     """Options of ``factory`` that run an executable or import code (its ``exec_options`` attribute)."""
     return tuple(getattr(factory, "exec_options", ()))
@@ -101,14 +107,8 @@ def available_solvers() -> dict[str, str]:
 
 
 # top-level module of an optional dependency -> the extra that installs it
-_EXTRAS = {
-    "phi": "phiflow",
-    "phiml": "phiflow",
-    "pde": "pypde",
-    "numba": "pypde",
-    "dask": "dask",
-    "distributed": "dask",
-}
+_EXTRAS = {"phi": "phiflow", "phiml": "phiflow", "pde": "pypde", "numba": "pypde"}
+_EXTRAS.update(dask="dask", distributed="dask")
 
 
 def _names_code(name: str) -> bool:
