@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from sciml_zoo.train.pool import train_in_pool
 ASSETS = Path(__file__).parent / "assets"
 PRESET = str(ASSETS / "toy_preset.toml")
 FAST = ["train.iterations=6", "train.checkpoint_every=3", "eval_steps=[5, 8]"]
+LONGER = ["train.iterations=120", "train.checkpoint_every=5", "eval_steps=[5, 8]"]
 
 
 def _per_seed(record: dict) -> dict[str, list[float]]:
@@ -59,3 +64,24 @@ def test_bad_jobs_is_one_line(tmp_path, capsys):
     assert main(["compare", "--preset", PRESET, "--jobs", "two", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["sciml-zoo compare: error: --jobs must be a positive integer, got 'two'; e.g. --jobs 2"]
+
+
+def test_sigterm_stops_the_workers_and_a_rerun_resumes_to_the_same_numbers(tmp_path):
+    args = ["compare", "--preset", PRESET, "--seeds", "2", "--quiet", "--out", "cmp"]
+    args += [f"--set={o}" for o in LONGER]
+    cmd = [sys.executable, "-c", "import sys; from sciml_zoo.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "cmp" / "runs"
+    deadline = time.monotonic() + 120
+    while len(list(runs.glob("*/seed*/checkpoint.pt"))) < 2 and time.monotonic() < deadline:  # both training
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert len(list(runs.glob("*/seed*/summary.json"))) < 4  # stopped before the end
+    assert len(list(runs.glob("*/seed*/checkpoint.pt"))) >= 2  # the workers saved where they were
+    assert subprocess.run(cmd, cwd=tmp_path, capture_output=True).returncode == 0  # resumes and finishes
+    exp = load_experiment(PRESET, overrides=LONGER, seeds=2)
+    whole = run_comparison(exp, tmp_path / "whole", progress=False, shared_data=None)
+    resumed = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert _per_seed(resumed) == _per_seed(whole)
