@@ -3,17 +3,13 @@
 The forward pass always runs the true black-box step. The backward pass
 chooses between two candidates whose cost does not grow with the state:
 
-- ``J_E^T v`` by autograd through a small convolutional emulator
-  ``E(x) ~ step(x)`` at the step's input: the differentiable emulator of
-  Frezat et al. 2024 (arXiv 2310.19385), fitted online instead of beforehand,
-  on the ``(state, next state)`` pairs that the rollout produces anyway (one
-  Adam step on every ``fit_every``-th wrapped step's pairs while in use, on
-  every step's otherwise, reusing the emulator forward made for the product).
-  No solver queries.
+- ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the
+  differentiable emulator of Frezat et al. 2024 (arXiv 2310.19385), fitted
+  online on the ``(state, next state)`` pairs the rollout produces anyway
+  (reusing the emulator forward made for the product). No solver queries.
 - ``J v`` (``transpose``): one forward difference along the cotangent itself,
   exact for a self-adjoint step (diffusion, a pressure projection, a
-  symmetric implicit solve) whatever its coupling range. One sample-step per
-  member.
+  symmetric implicit solve) whatever its coupling range. One query per member.
 
 **Held-out check of the product itself.** Every ``check_every`` wrapped
 steps, for ``check_members`` batch members and ``q = check_directions``
@@ -37,11 +33,9 @@ starts from the earlier stage's emulator and check (:meth:`Emulator.inherit`).
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
 every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
-while ``J v`` is in use. At most about one probe per forward sample-step,
-independent of the grid and of the solver's coupling range. Checks,
-failures, fallbacks, transposes and fits are counted in :meth:`Emulator.stats`
-and in the checkpointed state, as are the emulator's weights, its optimizer
-and the chosen candidate, so a resumed run is bit-identical.
+while ``J v`` is in use: at most about one probe per forward sample-step,
+whatever the grid and the coupling range. Everything is counted
+(:meth:`Emulator.stats`) and checkpointed, so a resumed run is bit-identical.
 """
 
 from __future__ import annotations
@@ -79,6 +73,10 @@ class Emulator(FiniteDifferences):
             product (so ``B / fit_every`` pairs per step on average).
         untrusted_fit_steps: Adam steps on the pairs of every wrapped step
             while the emulator is not in use [1].
+        tangent_weight: weight of a second fit term [0: off]: the relative
+            error of ``J_E r`` against the last check's own measured ``J r``,
+            used after they scored (no extra queries; the next check draws
+            new directions, so it stays held out).
         check_every: wrapped steps between checks [16].
         check_members: batch members probed per check [2].
         check_directions: random directions per probed member [4].
@@ -98,6 +96,7 @@ class Emulator(FiniteDifferences):
     lr: float = 1e-3
     fit_every: int = 4
     untrusted_fit_steps: int = 1
+    tangent_weight: float = 0.0
     check_every: int = 16
     check_members: int = 2
     check_directions: int = 4
@@ -121,6 +120,7 @@ class Emulator(FiniteDifferences):
             self._fail("kernel_size", "use an odd kernel size, e.g. 5")
         self._need_choice("padding", ("auto", *PADDING_MODES))
         self._need_float("lr", 0.0, 1.0)
+        self._need_float("tangent_weight", 0.0, open_low=False)
         self._need_float("max_residual", 0.0)
         self._need_float("check_decay", 0.0, 1.0, open_low=False)
         self._need_bool("transpose")
@@ -152,6 +152,7 @@ class Emulator(FiniteDifferences):
             "layout": None,  # [channels, num_params, dim] once built
             "emulator": None,
             "optimizer": None,
+            "probes": None,  # the last check's [state, params, directions, J r] for the tangent fit
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -166,6 +167,11 @@ class Emulator(FiniteDifferences):
         object.__setattr__(self, "_opt", None)
         if self.state["mode"] not in ("emulator", "transpose", "fallback"):
             raise CheckpointFieldError("mode", f"is {self.state['mode']!r}, not 'emulator', 'transpose' or 'fallback'")
+        probes = self.state["probes"]
+        if probes is not None and not (
+            isinstance(probes, list) and len(probes) == 4 and all(isinstance(t, torch.Tensor) for t in probes)
+        ):
+            raise CheckpointFieldError("probes", "is not [state, params, directions, J r] tensors")
         layout = self.state["layout"]
         if layout is not None:
             if not (isinstance(layout, list) and len(layout) == 3 and all(isinstance(i, int) for i in layout)):
@@ -258,14 +264,16 @@ class Emulator(FiniteDifferences):
         return masked(jv[:, 0] * rms, ctx.mask)
 
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
-        """Adam steps on this wrapped step's pairs: one while trusted, ``untrusted_fit_steps`` otherwise."""
+        """Adam steps on this wrapped step's pairs (and the last check's probes): one while trusted,
+        ``untrusted_fit_steps`` otherwise."""
         st, net, opt = self.state, self._net, self._opt  # type: ignore[attr-defined]
-        scale = net._per_channel(net.out_scale)
         params = list(net.parameters())
         for i in range(1 if st["mode"] == "emulator" else self.untrusted_fit_steps):
             if i:
                 predicted = net(ctx.state, ctx.params)
-            loss = masked((predicted - ctx.output) / scale, ctx.mask).pow(2).mean()
+            loss = net.output_loss(predicted, ctx.output, ctx.mask)
+            if self.tangent_weight and st["probes"] is not None:
+                loss = loss + self.tangent_weight * net.tangent_loss(*st["probes"], ctx.mask)
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=params)
             opt.step()
@@ -292,6 +300,14 @@ class Emulator(FiniteDifferences):
             slope = (g[:, None] * r).flatten(2).sum(2).double()
             st[key] = decay * float(st[key]) + float((true_slope - slope).pow(2).sum())
             residuals[name] = math.sqrt(st[key] / st["check_norm"]) if st["check_norm"] > 0 else math.nan
+        if self.tangent_weight:  # scored already: now they may teach the emulator
+            q = self.check_directions
+            st["probes"] = [
+                x.repeat_interleave(q, 0),
+                p.repeat_interleave(q, 0),
+                r.flatten(0, 1),
+                masked(jr, ctx.mask).flatten(0, 1),
+            ]
         best = min(residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
         st["last_residual"] = residuals[best]
         st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails

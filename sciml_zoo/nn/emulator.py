@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.func import jvp
 
 from sciml_zoo.nn.networks import sol_cnn
 
@@ -80,3 +81,20 @@ class StepEmulator(nn.Module):
             cond = torch.cat([cond, p], 1)
         z = torch.cat([z, cond.expand(-1, -1, *state.shape[2:])], 1)
         return state + self._per_channel(self.out_scale) * self.body(z)
+
+    def output_loss(self, predicted: Tensor, output: Tensor, mask: Tensor | None) -> Tensor:
+        """Mean squared error of predicted next states ``(B, C, *spatial)``, per channel in units of ``s_out``."""
+        err = (predicted - output) / self._per_channel(self.out_scale)
+        return (err if mask is None else err * mask.to(err.dtype)).pow(2).mean()
+
+    def tangent_loss(self, state: Tensor, params: Tensor, r: Tensor, jr: Tensor, mask: Tensor | None) -> Tensor:
+        """Mean relative squared error of ``J_E r`` against measured ``J r`` (``(N, C, *spatial)`` each).
+
+        The output fit sees states on the trajectory only, where a step that
+        damps small scales (diffusion) is smooth; its Jacobian along rough
+        directions stays unconstrained. Directional differences along random
+        directions constrain exactly those.
+        """
+        jer = jvp(lambda z: self(z, params), (state,), (r,))[1]
+        err = jer - jr if mask is None else (jer - jr) * mask.to(jr.dtype)
+        return (err.flatten(1).pow(2).sum(1) / jr.flatten(1).pow(2).sum(1).clamp_min(1e-30)).mean()
