@@ -21,15 +21,11 @@ directions, up to one factor for all), so
 
     err^2 = sum_i (s_i - <g, r_i>)^2 / sum_i s_i^2  ~  |J^T v - g|^2 / |J^T v|^2
 
-estimates the relative error of the very product the training uses, with no
-dependence on the state size. The sums are running sums (earlier checks
-weighted by ``check_decay``), so one unlucky draw does not decide. The
-candidate with the smaller ``err`` is used while ``err <= max_residual``;
-otherwise (or on a non-finite estimate) ``J^T v`` is the ``fallback``
-(``stop-gradient`` by default: unrolled training without solver gradients,
-a strong baseline, List et al. 2024, arXiv 2402.12971) until a later check
-passes. A fresh emulator starts on the fallback; a later curriculum stage
-starts from the earlier stage's emulator and check (:meth:`Emulator.inherit`).
+estimates the relative error of the very product the training uses, whatever
+the state size (running sums, earlier checks weighted by ``check_decay``). The
+candidate with the smaller ``err`` is used while ``err <= max_residual``, else
+the ``fallback`` (``stop-gradient``: unrolled training without solver
+gradients, List et al. 2024, arXiv 2402.12971) until a later check passes.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
 every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
@@ -57,6 +53,8 @@ from sciml_zoo.nn.networks import PADDING_MODES
 
 __all__ = ["Emulator"]
 
+_COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps".split()
+
 
 @dataclass(frozen=True)
 class Emulator(FiniteDifferences):
@@ -73,10 +71,8 @@ class Emulator(FiniteDifferences):
             product (so ``B / fit_every`` pairs per step on average).
         untrusted_fit_steps: Adam steps on the pairs of every wrapped step
             while the emulator is not in use [1].
-        tangent_weight: weight of a second fit term [0: off]: the relative
-            error of ``J_E r`` against the last check's own measured ``J r``,
-            used after they scored (no extra queries; the next check draws
-            new directions, so it stays held out).
+        tangent_weight: weight of a second fit term, the relative error of
+            ``J_E r`` against the last check's measured ``J r`` [0: off].
         check_every: wrapped steps between checks [16].
         check_members: batch members probed per check [2].
         check_directions: random directions per probed member [4].
@@ -136,19 +132,9 @@ class Emulator(FiniteDifferences):
     # -- state -----------------------------------------------------------------------
     def init_state(self) -> dict[str, Any]:
         return {
-            "steps": 0,
-            "fits": 0,
-            "checks": 0,
-            "failed_checks": 0,
-            "fallback_steps": 0,
-            "fallback_members": 0,
-            "nonfinite": 0,
-            "transpose_steps": 0,
+            **dict.fromkeys(_COUNTERS, 0),
             "mode": "fallback",  # the candidate in use: "emulator", "transpose" or "fallback"
-            "last_residual": 0.0,
-            "check_error": 0.0,
-            "transpose_error": 0.0,
-            "check_norm": 0.0,
+            **dict.fromkeys(("last_residual", "check_error", "transpose_error", "check_norm"), 0.0),
             "layout": None,  # [channels, num_params, dim] once built
             "emulator": None,
             "optimizer": None,
@@ -168,9 +154,7 @@ class Emulator(FiniteDifferences):
         if self.state["mode"] not in ("emulator", "transpose", "fallback"):
             raise CheckpointFieldError("mode", f"is {self.state['mode']!r}, not 'emulator', 'transpose' or 'fallback'")
         probes = self.state["probes"]
-        if probes is not None and not (
-            isinstance(probes, list) and len(probes) == 4 and all(isinstance(t, torch.Tensor) for t in probes)
-        ):
+        if probes is not None and (not isinstance(probes, list) or [type(t) for t in probes] != [Tensor] * 4):
             raise CheckpointFieldError("probes", "is not [state, params, directions, J r] tensors")
         layout = self.state["layout"]
         if layout is not None:
