@@ -255,3 +255,22 @@ def test_the_tangent_fit_learns_the_jacobian_along_rough_directions(trajectory):
     broken = est.state_dict() | {"probes": [x, p]}
     with pytest.raises(DataError, match="probes"):
         restored.load_state_dict(broken)
+
+
+@pytest.mark.parametrize(
+    ("when", "mode", "used"), [("always", "emulator", 1), ("untrusted", "emulator", 0), ("untrusted", "fallback", 1)]
+)
+def test_tangent_when_untrusted_skips_the_tangent_fit_while_the_emulator_is_in_use(trajectory, when, mode, used):
+    est = Emulator(padding="circular", check_every=1, tangent_weight=1.0, tangent_when=when)
+    gen = torch.Generator().manual_seed(0)
+    ctx = _context(trajectory[0], gen)
+    est.prepare(ctx)
+    est.vjp(ctx, None, torch.randn(ctx.state.shape, generator=gen))  # a check: the probes are stored
+    calls = []
+    real = est._net.tangent_loss
+    est._net.tangent_loss = lambda *a: calls.append(1) or real(*a)
+    est.state["mode"] = mode
+    est._fit(ctx, est._net(ctx.state, ctx.params))
+    assert len(calls) == used
+    with pytest.raises(Exception, match="tangent_when"):
+        make_estimator("emulator", {"tangent_when": "sometimes"})

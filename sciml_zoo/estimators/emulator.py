@@ -71,8 +71,9 @@ class Emulator(FiniteDifferences):
             product (so ``B / fit_every`` pairs per step on average).
         untrusted_fit_steps: Adam steps on the pairs of every wrapped step
             while the emulator is not in use [1].
-        tangent_weight: weight of a second fit term, the relative error of
-            ``J_E r`` against the last check's measured ``J r`` [0: off].
+        tangent_weight, tangent_when: weight of a second fit term, the relative
+            error of ``J_E r`` against the last check's measured ``J r`` [0: off],
+            ``"always"`` or only while the emulator is not in use (``"untrusted"``).
         check_every: wrapped steps between checks [16].
         check_members: batch members probed per check [2].
         check_directions: random directions per probed member [4].
@@ -93,6 +94,7 @@ class Emulator(FiniteDifferences):
     fit_every: int = 4
     untrusted_fit_steps: int = 1
     tangent_weight: float = 0.0
+    tangent_when: str = "always"
     check_every: int = 16
     check_members: int = 2
     check_directions: int = 4
@@ -121,6 +123,7 @@ class Emulator(FiniteDifferences):
         self._need_float("check_decay", 0.0, 1.0, open_low=False)
         self._need_bool("transpose")
         self._need_choice("fallback", ("stop-gradient", "identity"))
+        self._need_choice("tangent_when", ("always", "untrusted"))
 
     def for_network(self, network: nn.Module) -> Emulator:
         """Resolve ``padding="auto"`` to the correction network's padding (``zeros`` if it has none)."""
@@ -248,15 +251,16 @@ class Emulator(FiniteDifferences):
         return masked(jv[:, 0] * rms, ctx.mask)
 
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
-        """Adam steps on this wrapped step's pairs (and the last check's probes): one while trusted,
-        ``untrusted_fit_steps`` otherwise."""
+        """Adam steps on this step's pairs and the last check's probes: 1 in use, else ``untrusted_fit_steps``."""
         st, net, opt = self.state, self._net, self._opt  # type: ignore[attr-defined]
         params = list(net.parameters())
+        tangent = self.tangent_weight and st["probes"] is not None
+        tangent = tangent and (self.tangent_when == "always" or st["mode"] != "emulator")
         for i in range(1 if st["mode"] == "emulator" else self.untrusted_fit_steps):
             if i:
                 predicted = net(ctx.state, ctx.params)
             loss = net.output_loss(predicted, ctx.output, ctx.mask)
-            if self.tangent_weight and st["probes"] is not None:
+            if tangent:
                 loss = loss + self.tangent_weight * net.tangent_loss(*st["probes"], ctx.mask)
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=params)
@@ -286,12 +290,8 @@ class Emulator(FiniteDifferences):
             residuals[name] = math.sqrt(st[key] / st["check_norm"]) if st["check_norm"] > 0 else math.nan
         if self.tangent_weight:  # scored already: now they may teach the emulator
             q = self.check_directions
-            st["probes"] = [
-                x.repeat_interleave(q, 0),
-                p.repeat_interleave(q, 0),
-                r.flatten(0, 1),
-                masked(jr, ctx.mask).flatten(0, 1),
-            ]
+            jr = masked(jr, ctx.mask).flatten(0, 1)
+            st["probes"] = [x.repeat_interleave(q, 0), p.repeat_interleave(q, 0), r.flatten(0, 1), jr]
         best = min(residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
         st["last_residual"] = residuals[best]
         st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails
