@@ -85,3 +85,18 @@ def test_sigterm_stops_the_workers_and_a_rerun_resumes_to_the_same_numbers(tmp_p
     whole = run_comparison(exp, tmp_path / "whole", progress=False, shared_data=None)
     resumed = json.loads((tmp_path / "cmp" / "results.json").read_text())
     assert _per_seed(resumed) == _per_seed(whole)
+
+
+def test_a_script_without_a_main_guard_gets_one_line_not_a_broken_pool(tmp_path):
+    """Spawned workers import the script again; unguarded, each worker reruns the comparison and dies."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from sciml_zoo.compare import run_comparison\n"
+        "from sciml_zoo.experiment import load_experiment\n"
+        f"exp = load_experiment({PRESET!r}, overrides={FAST!r}, seeds=2)\n"
+        "run_comparison(exp, 'out', progress=False, shared_data=None, jobs=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    last = done.stderr.strip().splitlines()[-1]  # the script's own uncaught error: its last line says what to do
+    assert done.returncode == 1 and "a worker process of --jobs 2 died" in last, done.stderr
+    assert "if __name__ == '__main__':" in last and "BrokenProcessPool" not in last

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,12 @@ def train_in_pool(
                             f"[{len(outcome)}/{len(runs)}] {run.name}: {how} at {time.perf_counter() - t0:.0f} s",
                             file=sys.stderr,
                         )
+    except BrokenProcessPool as exc:  # a worker died: killed (memory), or a script without a main guard
+        raise SciMLZooError(
+            f"a worker process of --jobs {jobs} died ({exc}); finished runs are kept and a rerun resumes the others. "
+            "Out of memory? use fewer --jobs. From a Python script: call compare(jobs=...) under "
+            "if __name__ == '__main__':"
+        ) from None
     except Interrupted as exc:
         if exc.signum == signal.SIGTERM:  # Ctrl-C reached the workers already (one process group)
             for child in multiprocessing.active_children():
