@@ -31,20 +31,18 @@ import torch
 
 from sciml_zoo.data.cache import dataset_for
 from sciml_zoo.data.loading import source_solver
+from sciml_zoo.estimators.probes import finite_difference_jvp, random_directions
 from sciml_zoo.experiment import load_experiment
 from sciml_zoo.nn.emulator import StepEmulator
 
 
-def _jacobian(step, x: torch.Tensor, p: torch.Tensor, h: float) -> torch.Tensor:
-    """``(n, n)`` Jacobian of ``step`` at one state ``x`` ``(1, C, *spatial)`` by central differences."""
+def _jacobian(step, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``(n, n)`` Jacobian of ``step`` at one state ``x`` ``(1, C, *spatial)``: central differences along
+    every unit vector, as the estimators' own probes take them."""
     n = x.numel()
-    eye = torch.eye(n, dtype=x.dtype).view(n, *x.shape[1:])
-    cols = []
-    for i in range(0, n, 256):
-        e = eye[i : i + 256]
-        pp = p.expand(len(e), -1)
-        cols.append(((step(x + h * e, pp) - step(x - h * e, pp)) / (2 * h)).reshape(len(e), -1))
-    return torch.cat(cols).T
+    units = torch.eye(n, dtype=x.dtype).view(1, n, *x.shape[1:])
+    columns = finite_difference_jvp(step, x, p, units, mu=1e-4, query_batch=512, centered=True)
+    return columns.reshape(n, n).T
 
 
 def main() -> None:
@@ -67,8 +65,7 @@ def main() -> None:
     xs = states[:, :-1].flatten(0, 1)
     ps = params.repeat_interleave(states.shape[1] - 1, 0)
     test = [(data.test.states[i, t : t + 1], data.test.params[i : i + 1]) for i, t in ((0, 30), (1, 45))]
-    h = 1e-4 * float(xs.std())
-    jacobians = [_jacobian(step, x, p, h) for x, p in test]
+    jacobians = [_jacobian(step, x, p) for x, p in test]
     gen = torch.Generator().manual_seed(1)
     cotangents = [torch.randn(x.shape, generator=gen) for x, _ in test]
     truth = [(j.T @ v.flatten()).view_as(v) for j, v in zip(jacobians, cotangents, strict=True)]
@@ -85,12 +82,11 @@ def main() -> None:
         for n in range(1, args.fits + 1):
             b = torch.randint(len(xs), (4,), generator=g)
             x, p = xs[b], ps[b]
-            if n % 16 == 1:  # a check: 2 members x 4 directions, central differences
+            if n % 16 == 1:  # a check as the estimator's: 2 members x 4 directions, central differences
+                r = random_directions(4, x[:2], mask=None, generator=g)
+                jr = finite_difference_jvp(step, x[:2], p[:2], r, mu=1e-2, centered=True)  # the default mu
                 x2, p2 = x[:2].repeat_interleave(4, 0), p[:2].repeat_interleave(4, 0)
-                r = torch.randn(x2.shape, generator=g)
-                mu = 1e-3 * float((x2 - x2.mean(tuple(range(2, x2.dim())), keepdim=True)).std())
-                jr = (step(x2 + mu * r, p2) - step(x2 - mu * r, p2)) / (2 * mu)
-                probes, queries = (x2, p2, r, jr), queries + 2 * len(r)
+                probes, queries = (x2, p2, r.flatten(0, 1), jr.flatten(0, 1)), queries + 2 * r.shape[0] * r.shape[1]
             loss = net.output_loss(net(x, p), step(x, p), None)
             if weight and probes is not None:
                 loss = loss + weight * net.tangent_loss(*probes, None)
