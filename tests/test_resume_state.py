@@ -74,6 +74,13 @@ def test_resume_keeps_the_lr_scheduler(tmp_path, toy_dataset):
         ),
         pytest.param(
             {
+                "estimator": "emulator",
+                "estimator_options": {"check_every": 2, "width": 4, "depth": 2, "kernel_size": 3, "shrink": True},
+            },
+            id="emulator-shrink",
+        ),
+        pytest.param(
+            {
                 "estimator": "sparse-cge",
                 "estimator_options": {"sparsity": 0.9, "grasp_directions": 4, "redraw_every": 4},
             },

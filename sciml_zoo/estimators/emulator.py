@@ -14,18 +14,16 @@ chooses between two candidates whose cost does not grow with the state:
 **Held-out check of the product itself.** Every ``check_every`` wrapped
 steps, for ``check_members`` batch members and ``q = check_directions``
 Gaussian directions ``r_i`` each, the solver gives the true slopes
-``s_i = <v, J r_i> = <J^T v, r_i>`` (central differences, step ``mu`` times
-the member's spread about its own mean) and each candidate ``g`` predicts
-``<g, r_i>``. For isotropic ``r``, ``E[<e, r>^2] = |e|^2`` (unit-RMS
-directions, up to one factor for all), so
-
-    err^2 = sum_i (s_i - <g, r_i>)^2 / sum_i s_i^2  ~  |J^T v - g|^2 / |J^T v|^2
-
-estimates the relative error of the very product the training uses, whatever
-the state size (running sums, earlier checks weighted by ``check_decay``). The
-candidate with the smaller ``err`` is used while ``err <= max_residual``, else
-the ``fallback`` (``stop-gradient``: unrolled training without solver
-gradients, List et al. 2024, arXiv 2402.12971) until a later check passes.
+``<J^T v, r_i>`` (central differences, step ``mu`` times the member's spread
+about its own mean), and each candidate's running relative error ``err`` is
+estimated from how well it predicts them (:mod:`~sciml_zoo.estimators.held_out`),
+whatever the state size. The candidate with the smaller ``err`` is used while
+``err <= max_residual``, else the ``fallback`` ``f`` (``stop-gradient``:
+``f = 0``, unrolled training without solver gradients, List et al. 2024,
+arXiv 2402.12971) until a later check passes. With ``shrink`` [default], an untrusted
+step returns ``f + a (J_E^T v - f)`` instead, ``a`` in [0, 1] the
+least-squares factor the same slopes give: a rough emulator still points the
+gradient, scaled by how much of it the check confirms.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
 every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
@@ -46,7 +44,8 @@ from torch import Tensor, nn
 
 from sciml_zoo.checkpoint import CheckpointFieldError, check_like, check_optimizer_state
 from sciml_zoo.estimators.base import Estimator, ProbeContext
-from sciml_zoo.estimators.probes import finite_difference_jvp, masked, random_directions
+from sciml_zoo.estimators.held_out import running_residual, shrink_factor, slopes, update_shrink
+from sciml_zoo.estimators.probes import cotangent_jvp, finite_difference_jvp, masked, random_directions
 from sciml_zoo.estimators.state_rge import FiniteDifferences
 from sciml_zoo.nn.emulator import StepEmulator
 from sciml_zoo.nn.networks import PADDING_MODES
@@ -82,6 +81,8 @@ class Emulator(FiniteDifferences):
             [0.5]; below it the estimate's cosine to the truth is at least 0.87.
         transpose: also try ``J v`` (one query per member) as a candidate [True].
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
+        shrink: while untrusted, move from the fallback towards the emulator's
+            product by the factor the check fits (module doc) [True].
         mu, difference, query_batch: the check's finite differences.
     """
 
@@ -102,6 +103,7 @@ class Emulator(FiniteDifferences):
     max_residual: float = 0.5
     transpose: bool = True
     fallback: str = "stop-gradient"
+    shrink: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -122,6 +124,7 @@ class Emulator(FiniteDifferences):
         self._need_float("max_residual", 0.0)
         self._need_float("check_decay", 0.0, 1.0, open_low=False)
         self._need_bool("transpose")
+        self._need_bool("shrink")
         self._need_choice("fallback", ("stop-gradient", "identity"))
         self._need_choice("tangent_when", ("always", "untrusted"))
 
@@ -138,6 +141,7 @@ class Emulator(FiniteDifferences):
             **dict.fromkeys(_COUNTERS, 0),
             "mode": "fallback",  # the candidate in use: "emulator", "transpose" or "fallback"
             **dict.fromkeys(("last_residual", "check_error", "transpose_error", "check_norm"), 0.0),
+            **dict.fromkeys(("shrink_num", "shrink_den"), 0.0),  # the fit of the shrink factor (module doc)
             "layout": None,  # [channels, num_params, dim] once built
             "emulator": None,
             "optimizer": None,
@@ -166,8 +170,9 @@ class Emulator(FiniteDifferences):
             self._build(*layout, restore=True)
 
     def stats(self) -> dict[str, Any]:
-        out = {k: v for k, v in super().stats().items() if k != "mode"}
+        out = {k: v for k, v in super().stats().items() if k not in ("mode", "shrink_num", "shrink_den")}
         out["trusted"] = int(self.state["mode"] != "fallback")
+        out["shrink_factor"] = shrink_factor(self.state)
         return out
 
     def inherit(self, previous: Estimator) -> None:
@@ -179,7 +184,8 @@ class Emulator(FiniteDifferences):
         if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
             return
         learned = previous.state_dict()  # a copy
-        for key in ("layout", "emulator", "optimizer", "mode", "check_error", "transpose_error", "check_norm"):
+        checks = ("check_error", "transpose_error", "check_norm", "shrink_num", "shrink_den")
+        for key in ("layout", "emulator", "optimizer", "mode", *checks):
             self.state[key] = learned[key]
         self._build(*self.state["layout"], restore=True)
 
@@ -209,7 +215,7 @@ class Emulator(FiniteDifferences):
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
         check = st["steps"] % self.check_every == 0
-        product = st["mode"] == "emulator" or check  # J_E^T v is needed only in use or for the check
+        product = st["mode"] == "emulator" or check or self.shrink  # J_E^T v: in use, for the check or shrunk
         fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
             x = ctx.state.detach().requires_grad_(product)
@@ -232,23 +238,18 @@ class Emulator(FiniteDifferences):
             return grad
         st["fallback_steps"] += 1
         st["fallback_members"] += int(v.shape[0])
+        base = self._fallback(v)
+        if self.shrink and bool(torch.isfinite(grad).all()):
+            return base + shrink_factor(st) * (grad - base)
+        return base
+
+    def _fallback(self, v: Tensor) -> Tensor:
         return v if self.fallback == "identity" else torch.zeros_like(v)
 
     def _transposed(self, ctx: ProbeContext, v: Tensor, members: Any) -> Tensor:
         """``J v`` for ``J^T v`` (exact for a self-adjoint step): one forward difference per member."""
-        v = v[members]
-        rms = v.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
-        jv = finite_difference_jvp(
-            ctx.step,
-            ctx.state[members],
-            ctx.params[members],
-            (v / rms)[:, None],
-            mu=self.mu,
-            output=ctx.output[members],
-            query_batch=self.query_batch,
-            centered=True,
-        )
-        return masked(jv[:, 0] * rms, ctx.mask)
+        x, p, out, batch = ctx.state[members], ctx.params[members], ctx.output[members], self.query_batch
+        return masked(cotangent_jvp(ctx.step, x, p, v[members], mu=self.mu, output=out, query_batch=batch), ctx.mask)
 
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
         """Adam steps on this step's pairs and the last check's probes: 1 in use, else ``untrusted_fit_steps``."""
@@ -276,7 +277,7 @@ class Emulator(FiniteDifferences):
         r = random_directions(self.check_directions, x, mask=ctx.mask, generator=ctx.generator)
         st["checks"] += 1
         jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, query_batch=self.query_batch, centered=True)
-        true_slope = (v[members, None] * masked(jr, ctx.mask)).flatten(2).sum(2).double()
+        true_slope = slopes(v[members], masked(jr, ctx.mask))
         decay = self.check_decay
         st["check_norm"] = decay * float(st["check_norm"]) + float(true_slope.pow(2).sum())
         candidates = {"emulator": grad[members]}
@@ -285,9 +286,8 @@ class Emulator(FiniteDifferences):
         residuals = {}
         for name, g in candidates.items():
             key = "check_error" if name == "emulator" else "transpose_error"
-            slope = (g[:, None] * r).flatten(2).sum(2).double()
-            st[key] = decay * float(st[key]) + float((true_slope - slope).pow(2).sum())
-            residuals[name] = math.sqrt(st[key] / st["check_norm"]) if st["check_norm"] > 0 else math.nan
+            residuals[name] = running_residual(st, key, true_slope, slopes(g, r), decay)
+        update_shrink(st, true_slope, r, grad[members], self._fallback(v[members]), decay)
         if self.tangent_weight:  # scored already: now they may teach the emulator
             q = self.check_directions
             jr = masked(jr, ctx.mask).flatten(0, 1)

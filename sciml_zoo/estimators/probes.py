@@ -23,6 +23,7 @@ __all__ = [
     "agreement",
     "centered_step",
     "check_step_size",
+    "cotangent_jvp",
     "finite_difference_jvp",
     "lowrank_vjp",
     "masked",
@@ -140,6 +141,21 @@ def finite_difference_jvp(
     if output is not None:
         return (out - output[:, None]) / h
     return (out[:, :n] - out[:, n:]) / (2 * h)
+
+
+def cotangent_jvp(
+    step: StepFn, state: Tensor, params: Tensor, v: Tensor, *, mu: float, output: Tensor, query_batch: int | None
+) -> Tensor:
+    """``J v`` ``(B, C, *spatial)`` along each member's own ``v`` (scaled to unit RMS and back), one query each.
+
+    Equal to ``J^T v`` for a self-adjoint step (diffusion, a pressure
+    projection, a symmetric implicit solve), whatever its coupling range.
+    """
+    rms = v.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
+    jv = finite_difference_jvp(
+        step, state, params, (v / rms)[:, None], mu=mu, output=output, query_batch=query_batch, centered=True
+    )
+    return jv[:, 0] * rms
 
 
 def lowrank_vjp(tangents: Tensor, responses: Tensor, cotangent: Tensor) -> Tensor:
