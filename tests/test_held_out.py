@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from sciml_zoo.estimators import Emulator
+from sciml_zoo.estimators.base import merge_stats
 from sciml_zoo.estimators.held_out import running_residual, shrink_factor, slopes, update_shrink
 
 
@@ -56,3 +58,10 @@ def test_the_shrink_factor_moves_from_the_fallback_not_from_zero(setup):
     assert math.isclose(shrink_factor(state), 0.5, rel_tol=1e-6)
     update_shrink(state, s, r, torch.full_like(v, math.nan), v, 0.0)  # a non-finite estimate is not counted
     assert math.isclose(shrink_factor(state), 0.5, rel_tol=1e-6)
+
+
+def test_the_shrink_factor_is_merged_as_a_level_not_a_count():
+    """Over curriculum stages and seeds (log.csv, the tables) counts add up; the factor stays in [0, 1]."""
+    out = merge_stats({}, Emulator().stats() | {"shrink_factor": 0.6, "checks": 2})
+    merge_stats(out, {"shrink_factor": 0.8, "checks": 3})
+    assert out["shrink_factor"] == 0.8 and out["checks"] == 5

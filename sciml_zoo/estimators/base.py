@@ -44,7 +44,7 @@ from sciml_zoo.solver import StepFn
 
 __all__ = ["GAUGES", "Estimator", "ProbeContext", "SolverSpaceEstimator", "WeightSpaceEstimator", "merge_stats"]
 
-GAUGES = frozenset({"radius", "last_residual"})
+GAUGES = frozenset({"radius", "last_residual", "shrink_factor"})
 """Estimator stats that are a level, not a count: merged by their maximum, not their sum."""
 
 
