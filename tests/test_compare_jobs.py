@@ -67,7 +67,7 @@ def test_bad_jobs_is_one_line(tmp_path, capsys):
 
 
 def test_sigterm_stops_the_workers_and_a_rerun_resumes_to_the_same_numbers(tmp_path):
-    args = ["compare", "--preset", PRESET, "--seeds", "2", "--quiet", "--out", "cmp"]
+    args = ["compare", "--preset", PRESET, "--seeds", "2", "--jobs", "2", "--quiet", "--out", "cmp"]
     args += [f"--set={o}" for o in LONGER]
     cmd = [sys.executable, "-c", "import sys; from sciml_zoo.cli import main; sys.exit(main(sys.argv[1:]))", *args]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -75,6 +75,7 @@ def test_sigterm_stops_the_workers_and_a_rerun_resumes_to_the_same_numbers(tmp_p
     deadline = time.monotonic() + 120
     while len(list(runs.glob("*/seed*/checkpoint.pt"))) < 2 and time.monotonic() < deadline:  # both training
         time.sleep(0.2)
+    assert proc.poll() is None, "the comparison ended before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
