@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/estimator_cost.py [--scenes ks ks2d_24 ks2d_48 quick gray_scott brusselator]
-        [--estimators emulator stop-gradient] [--repeats 5] [--train 60]
+        [--estimators stop-gradient emulator:shrink=false] [--repeats 5] [--train 60]
 
 For each scene (a preset: its dataset, network, batch and unroll; the
 curriculum off, at the preset's final unroll) the dataset is generated into a
@@ -11,7 +11,8 @@ every method gets its own copy of the same initial network and optimizer, and
 a training iteration is what the loop does (sample windows, gradient through
 the loop's guarded query step, ``optimizer.step()``). Methods: the reference
 (FO-SOL where the solver is differentiable, else stop-gradient), the default
-estimator (whatever ``DEFAULT_ESTIMATOR`` names) and ``--estimators``.
+estimator (whatever ``DEFAULT_ESTIMATOR`` names) and ``--estimators`` (a name, or
+``name:key=value,...`` for one with options, e.g. ``emulator:shrink=false``).
 
 Every method first trains ``--train`` untimed iterations (so a learned
 estimator is past its warm-up, as it is for most of a real run), then the
@@ -41,9 +42,10 @@ from pathlib import Path
 import torch
 from ks_estimator_cost import Method, iterate, make_method
 
+from sciml_zoo.config_io import parse_override
 from sciml_zoo.data.generate import generate_dataset
 from sciml_zoo.data.loading import load_dataset, source_solver
-from sciml_zoo.estimators import DEFAULT_ESTIMATOR, agreement, make_estimator
+from sciml_zoo.estimators import DEFAULT_ESTIMATOR, Estimator, agreement, make_estimator
 from sciml_zoo.experiment import load_experiment
 from sciml_zoo.runs import build_model
 from sciml_zoo.train.objective import WindowSampler
@@ -58,6 +60,13 @@ def _gradient(method: Method, sampler: WindowSampler, seed: int) -> torch.Tensor
     return torch.cat([p.grad.flatten() for p in method.model.parameters()])
 
 
+def _estimator(label: str) -> Estimator:
+    """``name`` or ``name:key=value,key=value`` (TOML values), e.g. ``emulator:shrink=false``."""
+    name, _, opts = label.partition(":")
+    pairs = [parse_override(o) for o in opts.split(",")] if opts else []
+    return make_estimator(name, {".".join(keys): value for keys, value in pairs})
+
+
 def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
     exp = load_experiment(name)
     base = next(c for c in exp.methods.values() if c.method in ("fo-sol", "zo-sol"))
@@ -68,7 +77,7 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
     reference = "fo-sol" if differentiable else "stop-gradient"
     labels = list(dict.fromkeys([reference, DEFAULT_ESTIMATOR, *args.estimators]))
     configs = {
-        label: base if label == "fo-sol" else replace(base, method="zo-sol", estimator=make_estimator(label))
+        label: base if label == "fo-sol" else replace(base, method="zo-sol", estimator=_estimator(label))
         for label in labels
     }
     sampler = WindowSampler(data.train.states, data.train.params, steps=base.unroll)

@@ -215,7 +215,8 @@ class Emulator(FiniteDifferences):
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
         check = st["steps"] % self.check_every == 0
-        product = st["mode"] == "emulator" or check or self.shrink  # J_E^T v: in use, for the check or shrunk
+        shrunk = self.shrink and st["mode"] == "fallback"  # not while J v is in use: it would go unused
+        product = st["mode"] == "emulator" or check or shrunk  # J_E^T v: in use, for the check or shrunk
         fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
             x = ctx.state.detach().requires_grad_(product)
