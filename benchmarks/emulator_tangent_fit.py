@@ -1,7 +1,7 @@
 """Can the online emulator's ``J_E^T v`` match a black-box step's ``J^T v``? Output fit against tangent fit, offline.
 
 Usage:
-    python benchmarks/emulator_tangent_fit.py [--preset gray_scott] [--fits 3000] [--weights 0 1]
+    python benchmarks/emulator_tangent_fit.py [--preset gray_scott] [--fits 3000] [--weights 0 1] [--lr 1e-3]
 
 The dataset of ``--preset`` is read from ``data/<name>.h5`` (or generated into
 a temporary folder). The emulator the ``emulator`` estimator builds
@@ -11,9 +11,9 @@ pairs a rollout gives), as the estimator fits. Every 16 steps a "check" measures
 ``J r`` by central differences for 2 of those states and 4 Gaussian directions
 each, as the estimator's check does; with ``--weights`` ``w > 0`` the fit adds
 ``w`` times the relative squared error of ``J_E r`` on the last check's probes
-(``tangent_weight``). Held out: two test states, whose exact Jacobian is built
-column by column from central differences (so keep the state small), and a
-white-noise cotangent each. Printed at a few fit counts::
+(``tangent_weight``); ``--lr`` is the emulator's Adam rate. Held out: two
+test states, whose exact Jacobian is built column by column from central
+differences (so keep the state small), and a white-noise cotangent each. Printed at a few fit counts::
 
     weight=<w> fits=<n> relative error of J_E^T v: <state 1> <state 2> (identity <..> <..>)
 
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--preset", default="gray_scott")
     ap.add_argument("--fits", type=int, default=3000)
     ap.add_argument("--weights", type=float, nargs="*", default=[0.0, 1.0])
+    ap.add_argument("--lr", type=float, default=1e-3, help="the emulator's Adam learning rate")
     args = ap.parse_args()
     torch.set_num_threads(1)
     exp = load_experiment(args.preset)
@@ -70,14 +71,15 @@ def main() -> None:
     cotangents = [torch.randn(x.shape, generator=gen) for x, _ in test]
     truth = [(j.T @ v.flatten()).view_as(v) for j, v in zip(jacobians, cotangents, strict=True)]
     identity = [float((v - t).norm() / t.norm()) for v, t in zip(cotangents, truth, strict=True)]
-    print(f"# {args.preset}: state {tuple(xs.shape[1:])}, {args.fits} fits of 4 pairs, a check every 16 fits")
+    shape = tuple(xs.shape[1:])
+    print(f"# {args.preset}: state {shape}, {args.fits} fits of 4 pairs, a check every 16 fits, lr {args.lr:g}")
     for weight in args.weights:
         torch.manual_seed(0)
         g = torch.Generator().manual_seed(0)
         net = StepEmulator(xs.shape[1], ps.shape[1], xs.dim() - 2, width=12, depth=3, kernel_size=5, padding="circular")
         first = torch.randint(len(xs), (16,), generator=g)
         net.calibrate(xs[first], ps[first], step(xs[first], ps[first]))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         probes, queries = None, 0
         for n in range(1, args.fits + 1):
             b = torch.randint(len(xs), (4,), generator=g)
@@ -93,7 +95,7 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if n in (100, 300, 1000, 2000, 3000) or n == args.fits:
+            if n in (100, 300, 500, 1000, 1500, 2000, 3000) or n == args.fits:
                 errors = []
                 for (xt, pt), v, t in zip(test, cotangents, truth, strict=True):
                     xg = xt.clone().requires_grad_(True)

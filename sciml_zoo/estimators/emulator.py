@@ -64,15 +64,15 @@ class Emulator(FiniteDifferences):
             for one channel in 2D, receptive radius ``depth * (kernel_size // 2)``).
         padding: its convolutions' padding; ``"auto"`` [default] takes the
             correction network's (the domain's topology the user declared).
-        lr: Adam learning rate of the emulator [3e-3].
+        lr: Adam learning rate of the emulator [1e-3].
         fit_every: while trusted, one Adam step on the pairs of every
             ``fit_every``-th wrapped step [4], reusing the forward made for the
             product (so ``B / fit_every`` pairs per step on average).
         untrusted_fit_steps: Adam steps on the pairs of every wrapped step
             while the emulator is not in use [1].
         tangent_weight, tangent_when: weight of a second fit term, the relative
-            error of ``J_E r`` against the last check's measured ``J r`` [1; 0: off],
-            ``"always"`` or only while the emulator is not in use [``"untrusted"``].
+            error of ``J_E r`` against the last check's measured ``J r`` [0: off],
+            ``"always"`` or only while the emulator is not in use (``"untrusted"``).
         check_every: wrapped steps between checks [16].
         check_members: batch members probed per check [2].
         check_directions: random directions per probed member [4].
@@ -91,11 +91,11 @@ class Emulator(FiniteDifferences):
     depth: int = 3
     kernel_size: int = 5
     padding: str = "auto"
-    lr: float = 3e-3
+    lr: float = 1e-3
     fit_every: int = 4
     untrusted_fit_steps: int = 1
-    tangent_weight: float = 1.0
-    tangent_when: str = "untrusted"
+    tangent_weight: float = 0.0
+    tangent_when: str = "always"
     check_every: int = 16
     check_members: int = 2
     check_directions: int = 4
