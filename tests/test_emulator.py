@@ -302,3 +302,28 @@ def test_shrink_returns_the_checked_multiple_of_an_untrusted_emulator(trajectory
     truth = float(exact_vjp(step, ctx.state, ctx.params, v).norm() / v.norm())
     assert errors[False] == pytest.approx(truth)  # the fallback's error is the whole product
     assert errors[True] < 0.8 * errors[False], errors  # measured 0.75 against 1.28
+
+
+@pytest.mark.parametrize(("num", "calls"), [(-1.0, 0), (1.0, 1)])
+def test_an_untrusted_step_skips_the_emulator_backward_while_the_checked_factor_is_zero(
+    trajectory, monkeypatch, num, calls
+):
+    """Between checks, a shrink factor of 0 would multiply ``J_E^T v`` away: it is not computed."""
+    est = Emulator(padding="circular", check_every=100, fit_every=1)
+    gen = torch.Generator().manual_seed(3)
+    ctx = _context(trajectory[0], gen)
+    est.prepare(ctx)
+    est.vjp(ctx, None, torch.randn(ctx.state.shape, generator=gen))  # step 0: a check
+    est.state.update(mode="fallback", shrink_num=num, shrink_den=1.0)  # a = 0 (clipped) or 1
+    seen = []
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: seen.append(1) or grad(*a, **k))
+    ctx = _context(trajectory[1], gen)
+    v = torch.randn(ctx.state.shape, generator=gen)
+    with torch.enable_grad():  # the product before this step's fit
+        xg = ctx.state.clone().requires_grad_(True)
+        (own,) = grad(est._net(xg, ctx.params), xg, grad_outputs=v)
+    out = est.vjp(ctx, None, v)
+    assert len(seen) == calls
+    assert torch.equal(out, torch.zeros_like(v)) if num < 0 else torch.allclose(out, own)
+    assert est.state["fits"] == 2  # the fit still runs on the untrusted step

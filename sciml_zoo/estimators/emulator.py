@@ -215,7 +215,7 @@ class Emulator(FiniteDifferences):
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
         check = st["steps"] % self.check_every == 0
-        shrunk = self.shrink and st["mode"] == "fallback"  # not while J v is in use: it would go unused
+        shrunk = self.shrink and st["mode"] == "fallback" and shrink_factor(st) > 0  # else unused: J v or a = 0
         product = st["mode"] == "emulator" or check or shrunk  # J_E^T v: in use, for the check or shrunk
         fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
@@ -240,7 +240,7 @@ class Emulator(FiniteDifferences):
         st["fallback_steps"] += 1
         st["fallback_members"] += int(v.shape[0])
         base = self._fallback(v)
-        if self.shrink and bool(torch.isfinite(grad).all()):
+        if self.shrink and product and bool(torch.isfinite(grad).all()):  # a check may have just moved a
             return base + shrink_factor(st) * (grad - base)
         return base
 
