@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sciml_zoo.tables import seed_summary
+from sciml_zoo.tables import paired_difference
 
 
 def _row(path: str, label: str) -> tuple[dict[int, float], str]:
@@ -40,16 +40,12 @@ def main() -> None:
         if new_data != old_data:
             raise SystemExit(f"error: {new_path} and {old_path} used different datasets ({new_data}, {old_data})")
         seeds = sorted(set(new) & set(old))
-        diff = [new[s] - old[s] for s in seeds]
-        stats = seed_summary(diff)
-        low, high = stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]
-        verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
-        wins = sum(d < 0 for d in diff)
+        d = paired_difference([new[s] - old[s] for s in seeds])
         print(f"{Path(new_path).stem}: {new_label} vs {old_label} ({Path(old_path).stem}), seeds {seeds}")
         print(f"  new {[round(new[s], 4) for s in seeds]}  old {[round(old[s], 4) for s in seeds]}")
         print(
-            f"  difference {stats['mean']:+.4f} ± {stats['std']:.4f} (95% CI ± {stats['ci95']:.4f}): {verdict}, "
-            f"new better at {wins} of {len(seeds)}"
+            f"  difference {d['diff']:+.4f} ± {d['diff_std']:.4f} (95% CI ± {d['ci95']:.4f}): {d['verdict']}, "
+            f"new better at {d['wins']} of {d['seeds']}"
         )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "comparison_rows",
     "format_paired",
     "format_table",
+    "paired_difference",
     "paired_rows",
     "seed_summary",
     "sign_test_p",
@@ -181,26 +182,31 @@ def paired_rows(
             if label == base or (base in _FREE and not _uses_gradients(label)):
                 continue
             diff = np.asarray((per_seed.sel({"method": label}) - ref).values, dtype=float)
-            diff = diff[np.isfinite(diff)]
-            stats = seed_summary(diff.tolist())
-            wins = int((diff < 0).sum())
-            low, high = stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]
-            verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
-            rows.append(
-                {
-                    "method": label,
-                    "baseline": base,
-                    "diff": stats["mean"],
-                    "diff_std": stats["std"],
-                    "ci95": stats["ci95"],
-                    "per_seed": diff.tolist(),
-                    "wins": wins,
-                    "seeds": len(diff),
-                    "sign_p": sign_test_p(wins, len(diff)),
-                    "verdict": verdict if len(diff) > 1 else "one seed",
-                }
-            )
+            rows.append({"method": label, "baseline": base, **paired_difference(diff[np.isfinite(diff)].tolist())})
     return rows
+
+
+def paired_difference(diff: list[float]) -> dict[str, Any]:
+    """Summary of per-seed differences ``method - baseline`` (negative: better) and its verdict.
+
+    Beyond noise (``better``/``worse``) when the 95% Student-t interval over
+    seeds excludes zero; ``one seed`` gives no verdict. Keys: ``diff``,
+    ``diff_std``, ``ci95``, ``per_seed``, ``wins``, ``seeds``, ``sign_p``, ``verdict``.
+    """
+    stats = seed_summary(diff)
+    wins = sum(d < 0 for d in diff)
+    low, high = stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]
+    verdict = "better" if high < 0 else "worse" if low > 0 else "within noise"
+    return {
+        "diff": stats["mean"],
+        "diff_std": stats["std"],
+        "ci95": stats["ci95"],
+        "per_seed": list(diff),
+        "wins": wins,
+        "seeds": len(diff),
+        "sign_p": sign_test_p(wins, len(diff)),
+        "verdict": verdict if len(diff) > 1 else "one seed",
+    }
 
 
 def _uses_gradients(label: str) -> bool:
