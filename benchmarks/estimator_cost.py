@@ -19,9 +19,11 @@ estimator is past its warm-up, as it is for most of a real run), then the
 methods take turns, one iteration each per round, for ``--repeats`` rounds;
 each figure is the median over the rounds. Printed per method::
 
-    <scene> <label> s/iter=<t> ratio=<t / t_reference> probes/sample-step=<p>
+    <scene> <label> s/iter=<t> ratio=<t / t_reference> mean_ratio=<m> probes/sample-step=<p>
 
-``probes/sample-step`` (a mean over the rounds) counts the solver sample-steps beyond the forward
+``mean_ratio`` is the ratio of the means over the rounds: work done only at
+some iterations (a check and what follows it) counts in full there, where the
+median may miss it. ``probes/sample-step`` (a mean over the rounds) counts the solver sample-steps beyond the forward
 rollout's, per forward sample-step (0 for FO-SOL, stop-gradient, identity).
 On differentiable scenes each ZO method's gradient is also compared with
 FO-SOL's on the same windows at FO-SOL's trained weights (the estimator keeps
@@ -122,7 +124,8 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
     for method in methods:
         seconds = statistics.median(method.times)
         probes = (statistics.mean(method.steps) - forward) / forward
-        line = f"{name} {method.label} s/iter={seconds:.3f} ratio={seconds / ref_time:.2f}"
+        mean_ratio = statistics.mean(method.times) / statistics.mean(methods[0].times)
+        line = f"{name} {method.label} s/iter={seconds:.3f} ratio={seconds / ref_time:.2f} mean_ratio={mean_ratio:.2f}"
         line += f" probes/sample-step={probes:.2f}"
         if method.label in agreements:
             cos, rel = agreements[method.label]

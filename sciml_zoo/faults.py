@@ -141,12 +141,13 @@ class FaultCounts:
     def row(self, sources: Iterable[Any]) -> dict[str, int | float]:
         """The counts plus every gradient source's numeric ``stats()`` (a ``log.csv`` row's fault part).
 
-        With a curriculum there is one source per unroll length: counts add up
-        over them, gauges (e.g. the band radius) take the largest (:func:`merge_stats`).
+        With a curriculum there is one source per unroll length, in the order
+        they were used: counts add up over them, gauges (e.g. the band radius,
+        the check's residual) are the last one's, the stage in use (:func:`merge_stats`).
         """
         out: dict[str, int | float] = dict(self.as_dict())
         for source in sources:
-            merge_stats(out, source.stats())
+            merge_stats(out, source.stats(), latest=True)
         return out
 
 

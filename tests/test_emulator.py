@@ -108,12 +108,13 @@ def test_a_bad_fit_fails_the_check_and_falls_back_until_refreshed(trajectory):
     grad = est.vjp(ctx, None, trajectory[20] - trajectory[20].mean())
     assert est.stats()["trusted"] == 0
     assert est.state["failed_checks"] == failed + 1
-    assert est.state["fits"] == fits + 1  # fitted once (trusted at the start of the step)
+    assert est.state["fits"] == fits + 1 + est.tangent_steps  # once (trusted at the start), then on the check's probes
     assert torch.equal(grad, torch.zeros_like(grad))  # the stop-gradient fallback
     ctx = _context(trajectory[4], gen)
     est.prepare(ctx)
     est.vjp(ctx, None, trajectory[21] - trajectory[21].mean())
-    assert est.state["fits"] == fits + 1 + est.untrusted_fit_steps  # refreshed harder while untrusted
+    tangent = est.tangent_steps * (est.state["failed_checks"] - failed)
+    assert est.state["fits"] == fits + 1 + est.untrusted_fit_steps + tangent  # refreshed harder while untrusted
     assert est.state["fallback_steps"] >= 1
 
 
@@ -234,13 +235,17 @@ def _rough_cosine(est: Emulator, x: torch.Tensor, gen: torch.Generator) -> float
     return _cosine(est, x, torch.randn(x.shape, generator=gen))
 
 
-def test_the_tangent_fit_learns_the_jacobian_along_rough_directions(trajectory):
+@pytest.mark.parametrize(("when", "lr"), [("always", 1e-3), ("check", 3e-3)])
+def test_the_tangent_fit_learns_the_jacobian_along_rough_directions(trajectory, when, lr):
     """Trajectory states are smooth, so the output fit leaves the Jacobian along rough directions free;
-    the last check's own directional differences (already paid for) pin it down."""
+    the last check's own directional differences (already paid for) pin it down, whether they join
+    every fit or get their own Adam steps right after each failed check."""
     cosines = {}
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
-        est = Emulator(padding="circular", check_every=4, tangent_weight=weight, untrusted_fit_steps=2)
+        est = Emulator(
+            padding="circular", check_every=4, tangent_weight=weight, tangent_when=when, lr=lr, untrusted_fit_steps=2
+        )
         gen = torch.Generator().manual_seed(0)
         for t in range(48):
             ctx = _context(trajectory[t], gen)
@@ -248,7 +253,7 @@ def test_the_tangent_fit_learns_the_jacobian_along_rough_directions(trajectory):
             est.vjp(ctx, None, torch.randn(ctx.state.shape, generator=gen))
         assert (est.state["probes"] is None) == (weight == 0.0)
         cosines[weight] = _rough_cosine(est, trajectory[55], torch.Generator().manual_seed(5))
-    assert cosines[1.0] > cosines[0.0] + 0.2, cosines  # measured 0.81 against 0.45
+    assert cosines[1.0] > cosines[0.0] + 0.2, cosines  # measured 0.81 against 0.45 ("always"), 0.77 against 0.50
     x, p, r, jr = est.state["probes"]  # 2 members x 4 directions, J r measured, not fitted
     assert x.shape == r.shape == jr.shape == (8, 1, 16, 16) and p.shape == (8, 0)
     restored = Emulator(padding="circular", check_every=4, tangent_weight=1.0)
@@ -276,6 +281,33 @@ def test_tangent_when_untrusted_skips_the_tangent_fit_while_the_emulator_is_in_u
     assert len(calls) == used
     with pytest.raises(Exception, match="tangent_when"):
         make_estimator("emulator", {"tangent_when": "sometimes"})
+
+
+@pytest.mark.parametrize("passes", [False, True])
+def test_tangent_when_check_fits_the_probes_only_right_after_a_failed_check(trajectory, passes):
+    """``"check"``: no tangent term in the per-step fits; ``tangent_steps`` Adam steps on it alone right
+    after a check that leaves neither candidate in use, none after one that passes (nor while ``J v`` is used)."""
+    est = Emulator(
+        padding="circular",
+        check_every=2,
+        tangent_weight=1.0,
+        tangent_when="check",
+        tangent_steps=3,
+        max_residual=1e9 if passes else 1e-9,
+    )
+    gen = torch.Generator().manual_seed(0)
+    calls: list[int] = []
+    est.prepare(_context(trajectory[0], gen))
+    real = est._net.tangent_loss
+    est._net.tangent_loss = lambda *a: calls.append(est.state["steps"]) or real(*a)  # the step it fits at
+    for t in range(4):  # checks at steps 0 and 2
+        ctx = _context(trajectory[t], gen)
+        est.vjp(ctx, None, torch.randn(ctx.state.shape, generator=gen))
+        assert (est.state["mode"] == "fallback") == (not passes)
+        assert calls.count(t) == (3 if t % 2 == 0 and not passes else 0), (t, calls)
+    assert est.state["failed_checks"] == (0 if passes else 2)
+    if not passes:  # one output fit per untrusted step, and the tangent steps counted as fits too
+        assert est.state["fits"] == 4 + 2 * 3
 
 
 def test_shrink_returns_the_checked_multiple_of_an_untrusted_emulator(trajectory):
@@ -326,4 +358,5 @@ def test_an_untrusted_step_skips_the_emulator_backward_while_the_checked_factor_
     out = est.vjp(ctx, None, v)
     assert len(seen) == calls
     assert torch.equal(out, torch.zeros_like(v)) if num < 0 else torch.allclose(out, own)
-    assert est.state["fits"] == 2  # the fit still runs on the untrusted step
+    tangent = est.tangent_steps * est.state["failed_checks"]  # after step 0's check, if it failed
+    assert est.state["fits"] == 2 + tangent  # the fit still runs on the untrusted step

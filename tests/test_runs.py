@@ -234,8 +234,8 @@ def test_summary_and_log_record_counts_and_hash(tmp_path, toy_dataset):
     assert len(summary["hash"]) == 16 and json.loads((tmp_path / "config.json").read_text())["hash"] == summary["hash"]
 
 
-def test_log_row_adds_counts_and_takes_the_largest_gauge_over_curriculum_sources():
-    """One gradient source per unroll length: fallbacks add up, the band radius does not."""
+def test_log_row_adds_counts_and_takes_the_gauges_of_the_stage_in_use():
+    """One gradient source per unroll length, in the order used: fallbacks add up, levels are the last stage's."""
     from sciml_zoo.train.queries import FaultCounts
 
     class Source:
@@ -248,7 +248,9 @@ def test_log_row_adds_counts_and_takes_the_largest_gauge_over_curriculum_sources
     row = FaultCounts().row(
         [Source(radius=2, last_residual=0.1, fallback_steps=1), Source(radius=4, last_residual=0.05, fallback_steps=2)]
     )
-    assert row["radius"] == 4 and row["last_residual"] == 0.1 and row["fallback_steps"] == 3
+    assert row["radius"] == 4 and row["last_residual"] == 0.05 and row["fallback_steps"] == 3  # the stage in use
+    row = FaultCounts().row([Source(trusted=1, shrink_factor=1.0, checks=2), Source(trusted=0, shrink_factor=0.3)])
+    assert row["trusted"] == 0 and row["shrink_factor"] == 0.3 and row["checks"] == 2  # not a finished stage's
 
 
 def test_the_curriculum_is_the_default_for_sol_and_ignored_by_non():

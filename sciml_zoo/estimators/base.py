@@ -44,19 +44,27 @@ from sciml_zoo.solver import StepFn
 
 __all__ = ["GAUGES", "Estimator", "ProbeContext", "SolverSpaceEstimator", "WeightSpaceEstimator", "merge_stats"]
 
-GAUGES = frozenset({"radius", "last_residual", "shrink_factor"})
-"""Estimator stats that are a level, not a count: merged by their maximum, not their sum."""
+GAUGES = frozenset(
+    {"radius", "last_residual", "shrink_factor", "trusted", "check_error", "transpose_error", "check_norm"}
+    | {"queries_last"}
+)
+"""Estimator stats that are a level, not a count: never summed (:func:`merge_stats`)."""
 
 
-def merge_stats(into: dict[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
-    """Add numeric ``stats`` to ``into``: counts add up, gauges (:data:`GAUGES`) keep the largest.
+def merge_stats(into: dict[str, Any], stats: Mapping[str, Any], *, latest: bool = False) -> dict[str, Any]:
+    """Add numeric ``stats`` to ``into``: counts add up; gauges (:data:`GAUGES`) keep the largest or the latest.
 
-    Merges the stats of several gradient sources (one per curriculum stage)
-    or of several runs (seeds); ``into`` is updated and returned.
+    Merges the stats of the gradient sources of one run, one per curriculum
+    stage in the order they were used (``latest=True``: a gauge is the stage in
+    use's, not a finished stage's), or of several runs (seeds: the largest);
+    ``into`` is updated and returned.
     """
     for key, value in stats.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            into[key] = max(into.get(key, value), value) if key in GAUGES else into.get(key, 0) + value
+            if key in GAUGES:
+                into[key] = value if latest else max(into.get(key, value), value)
+            else:
+                into[key] = into.get(key, 0) + value
     return into
 
 

@@ -6,30 +6,31 @@ chooses between two candidates whose cost does not grow with the state:
 - ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the
   differentiable emulator of Frezat et al. 2024 (arXiv 2310.19385), fitted
   online on the ``(state, next state)`` pairs the rollout produces anyway
-  (reusing the emulator forward made for the product). No solver queries.
+  (reusing the emulator forward made for the product), and after a failed
+  check on that check's own directional differences. No extra solver queries.
 - ``J v`` (``transpose``): one forward difference along the cotangent itself,
   exact for a self-adjoint step (diffusion, a pressure projection, a
   symmetric implicit solve) whatever its coupling range. One query per member.
 
 **Held-out check of the product itself.** Every ``check_every`` wrapped
-steps, for ``check_members`` batch members and ``q = check_directions``
-Gaussian directions ``r_i`` each, the solver gives the true slopes
-``<J^T v, r_i>`` (central differences, step ``mu`` times the member's spread
-about its own mean), and each candidate's running relative error ``err`` is
-estimated from how well it predicts them (:mod:`~sciml_zoo.estimators.held_out`),
-whatever the state size. The candidate with the smaller ``err`` is used while
-``err <= max_residual``, else the ``fallback`` ``f`` (``stop-gradient``:
-``f = 0``, unrolled training without solver gradients, List et al. 2024,
-arXiv 2402.12971) until a later check passes. With ``shrink`` [default], an untrusted
-step returns ``f + a (J_E^T v - f)`` instead, ``a`` in [0, 1] the
-least-squares factor the same slopes give: a rough emulator still points the
-gradient, scaled by how much of it the check confirms.
+steps, for ``check_members`` members and ``q = check_directions`` Gaussian
+directions ``r_i`` each, the solver gives the true slopes ``<J^T v, r_i>``
+(central differences, step ``mu`` times the member's spread about its mean),
+and each candidate's relative error ``err`` is estimated from how well it
+predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state
+size. The candidate with the smaller ``err`` is used while ``err <=
+max_residual``, else the ``fallback`` ``f`` (``stop-gradient``: ``f = 0``,
+List et al. 2024, arXiv 2402.12971) until a later check passes; with
+``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the least-squares factor
+the same slopes give: a rough emulator still points the gradient.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
 every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
 while ``J v`` is in use: at most about one probe per forward sample-step,
-whatever the grid and the coupling range. Everything is counted
-(:meth:`Emulator.stats`) and checkpointed, so a resumed run is bit-identical.
+whatever the grid and the coupling range. Emulator compute: one forward and
+backward on the batch, and ``tangent_steps`` forward-mode products on the
+``q * check_members`` probes after a failed check. All counted and
+checkpointed (:meth:`Emulator.stats`): a resumed run is bit-identical.
 """
 
 from __future__ import annotations
@@ -60,23 +61,19 @@ class Emulator(FiniteDifferences):
     """An online-fitted step emulator, trusted while a check along its estimate passes (module doc).
 
     Attributes:
-        width, depth, kernel_size: the emulator CNN [12, 3, 5] (4,225 weights
-            for one channel in 2D, receptive radius ``depth * (kernel_size // 2)``).
-        padding: its convolutions' padding; ``"auto"`` [default] takes the
-            correction network's (the domain's topology the user declared).
-        lr: Adam learning rate of the emulator [1e-3].
-        fit_every: while trusted, one Adam step on the pairs of every
-            ``fit_every``-th wrapped step [4], reusing the forward made for the
-            product (so ``B / fit_every`` pairs per step on average).
-        untrusted_fit_steps: Adam steps on the pairs of every wrapped step
-            while the emulator is not in use [1].
-        tangent_weight, tangent_when: weight of a second fit term, the relative
-            error of ``J_E r`` against the last check's measured ``J r`` [0: off],
-            ``"always"`` or only while the emulator is not in use (``"untrusted"``).
-        check_every: wrapped steps between checks [16].
-        check_members: batch members probed per check [2].
-        check_directions: random directions per probed member [4].
-        check_decay: weight of the earlier checks in the running estimate [0.5].
+        width, depth, kernel_size, padding: the emulator CNN [12, 3, 5; ``"auto"``: the
+            correction network's padding] (4,225 weights for one 2D channel, radius 6).
+        lr: its Adam learning rate [3e-3].
+        fit_every, untrusted_fit_steps: one Adam step on the pairs of every
+            ``fit_every``-th wrapped step while trusted [4] (on the forward made for
+            the product), ``untrusted_fit_steps`` on every step's otherwise [1].
+        tangent_weight, tangent_when, tangent_steps: weight of a second fit term,
+            the relative error of ``J_E r`` against the last check's measured ``J r``
+            [1; 0: off]: ``tangent_steps`` [4] Adam steps on it alone right after a
+            check that leaves neither candidate in use (``"check"`` [default]; none
+            while ``J v`` is), in every fit (``"always"``) or every untrusted fit.
+        check_every, check_members, check_directions, check_decay: a check every [16]
+            wrapped steps, on [2] members, [4] directions each; earlier checks weigh [0.5].
         max_residual: largest estimated relative error ``|J^T v - g| / |J^T v|``
             [0.5]; below it the estimate's cosine to the truth is at least 0.87.
         transpose: also try ``J v`` (one query per member) as a candidate [True].
@@ -91,11 +88,12 @@ class Emulator(FiniteDifferences):
     depth: int = 3
     kernel_size: int = 5
     padding: str = "auto"
-    lr: float = 1e-3
+    lr: float = 3e-3
     fit_every: int = 4
     untrusted_fit_steps: int = 1
-    tangent_weight: float = 0.0
-    tangent_when: str = "always"
+    tangent_weight: float = 1.0
+    tangent_when: str = "check"
+    tangent_steps: int = 4
     check_every: int = 16
     check_members: int = 2
     check_directions: int = 4
@@ -112,7 +110,7 @@ class Emulator(FiniteDifferences):
 
     def validate(self) -> None:
         super().validate()
-        counts = ("width", "depth", "fit_every", "untrusted_fit_steps", "check_every", "check_members")
+        counts = ("width", "depth", "fit_every", "untrusted_fit_steps", "tangent_steps", "check_every", "check_members")
         for key in (*counts, "check_directions"):
             self._need_int(key, 1)
         self._need_int("kernel_size", 1)
@@ -123,10 +121,10 @@ class Emulator(FiniteDifferences):
         self._need_float("tangent_weight", 0.0, open_low=False)
         self._need_float("max_residual", 0.0)
         self._need_float("check_decay", 0.0, 1.0, open_low=False)
-        self._need_bool("transpose")
-        self._need_bool("shrink")
+        for key in ("transpose", "shrink"):
+            self._need_bool(key)
         self._need_choice("fallback", ("stop-gradient", "identity"))
-        self._need_choice("tangent_when", ("always", "untrusted"))
+        self._need_choice("tangent_when", ("always", "untrusted", "check"))
 
     def for_network(self, network: nn.Module) -> Emulator:
         """Resolve ``padding="auto"`` to the correction network's padding (``zeros`` if it has none)."""
@@ -171,9 +169,7 @@ class Emulator(FiniteDifferences):
 
     def stats(self) -> dict[str, Any]:
         out = {k: v for k, v in super().stats().items() if k not in ("mode", "shrink_num", "shrink_den")}
-        out["trusted"] = int(self.state["mode"] != "fallback")
-        out["shrink_factor"] = shrink_factor(self.state)
-        return out
+        return out | {"trusted": int(self.state["mode"] != "fallback"), "shrink_factor": shrink_factor(self.state)}
 
     def inherit(self, previous: Estimator) -> None:
         """Start from ``previous``'s emulator, optimizer and check (a curriculum's earlier stage), not its counts.
@@ -254,20 +250,22 @@ class Emulator(FiniteDifferences):
 
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
         """Adam steps on this step's pairs and the last check's probes: 1 in use, else ``untrusted_fit_steps``."""
-        st, net, opt = self.state, self._net, self._opt  # type: ignore[attr-defined]
-        params = list(net.parameters())
-        tangent = self.tangent_weight and st["probes"] is not None
-        tangent = tangent and (self.tangent_when == "always" or st["mode"] != "emulator")
+        st, net = self.state, self._net  # type: ignore[attr-defined]
+        when = ("always", "untrusted") if st["mode"] != "emulator" else ("always",)
+        tangent = self.tangent_weight and st["probes"] is not None and self.tangent_when in when
         for i in range(1 if st["mode"] == "emulator" else self.untrusted_fit_steps):
-            if i:
-                predicted = net(ctx.state, ctx.params)
+            predicted = net(ctx.state, ctx.params) if i else predicted
             loss = net.output_loss(predicted, ctx.output, ctx.mask)
             if tangent:
                 loss = loss + self.tangent_weight * net.tangent_loss(*st["probes"], ctx.mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward(inputs=params)
-            opt.step()
-            st["fits"] += 1
+            self._adam_step(loss)
+
+    def _adam_step(self, loss: Tensor) -> None:
+        """One Adam step of the emulator on ``loss``, counted in ``fits``."""
+        self._opt.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
+        loss.backward(inputs=list(self._net.parameters()))  # type: ignore[attr-defined]
+        self._opt.step()  # type: ignore[attr-defined]
+        self.state["fits"] += 1
 
     def _check(self, ctx: ProbeContext, v: Tensor, grad: Tensor) -> None:
         """Update the running estimates of ``|J^T v - g| / |J^T v|`` of both candidates (module doc)."""
@@ -284,17 +282,18 @@ class Emulator(FiniteDifferences):
         candidates = {"emulator": grad[members]}
         if self.transpose:
             candidates["transpose"] = self._transposed(ctx, v, members)
-        residuals = {}
-        for name, g in candidates.items():
-            key = "check_error" if name == "emulator" else "transpose_error"
-            residuals[name] = running_residual(st, key, true_slope, slopes(g, r), decay)
+        keys = {"emulator": "check_error", "transpose": "transpose_error"}
+        residuals = {n: running_residual(st, keys[n], true_slope, slopes(g, r), decay) for n, g in candidates.items()}
         update_shrink(st, true_slope, r, grad[members], self._fallback(v[members]), decay)
         if self.tangent_weight:  # scored already: now they may teach the emulator
-            q = self.check_directions
-            jr = masked(jr, ctx.mask).flatten(0, 1)
+            q, jr = self.check_directions, masked(jr, ctx.mask).flatten(0, 1)
             st["probes"] = [x.repeat_interleave(q, 0), p.repeat_interleave(q, 0), r.flatten(0, 1), jr]
         best = min(residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
         st["last_residual"] = residuals[best]
         st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails
         if st["mode"] == "fallback":
             st["failed_checks"] += 1
+            if self.tangent_weight and self.tangent_when == "check":  # Adam steps on the probes just scored
+                with torch.enable_grad():
+                    for _ in range(self.tangent_steps):
+                        self._adam_step(self.tangent_weight * self._net.tangent_loss(*st["probes"], ctx.mask))  # type: ignore[attr-defined]
