@@ -1,13 +1,13 @@
 """``emulator``: ``J^T v`` from a small network fitted online to the rollout's own pairs, or from ``J v``.
 
-The forward pass always runs the true black-box step. The backward pass
-chooses between two candidates whose cost does not grow with the state:
+The forward pass runs the true black-box step; the backward pass chooses
+between two candidates whose cost does not grow with the state:
 
 - ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the
   differentiable emulator of Frezat et al. 2024 (arXiv 2310.19385), fitted
   online on the ``(state, next state)`` pairs the rollout produces anyway
-  (reusing the emulator forward made for the product), and after a failed
-  check on that check's own directional differences. No extra solver queries.
+  (reusing the emulator forward made for the product), and optionally on the
+  last check's own directional differences (``tangent_weight``). No extra queries.
 - ``J v`` (``transpose``): one forward difference along the cotangent itself,
   exact for a self-adjoint step (diffusion, a pressure projection, a
   symmetric implicit solve) whatever its coupling range. One query per member.
@@ -27,10 +27,9 @@ the same slopes give: a rough emulator still points the gradient.
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
 every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
 while ``J v`` is in use: at most about one probe per forward sample-step,
-whatever the grid and the coupling range. Emulator compute: one forward and
-backward on the batch, and ``tangent_steps`` forward-mode products on the
-``q * check_members`` probes after a failed check. All counted and
-checkpointed (:meth:`Emulator.stats`): a resumed run is bit-identical.
+whatever the grid and the coupling range; emulator compute: a forward and
+backward on the batch (with the tangent fit, forward-mode products on the
+``q * check_members`` probes too). Counted and checkpointed: resume is exact.
 """
 
 from __future__ import annotations
@@ -53,6 +52,10 @@ from sciml_zoo.nn.networks import PADDING_MODES
 
 __all__ = ["Emulator"]
 
+_TANGENT_WHEN = {
+    "emulator": {"always"},
+    "transpose": {"always", "untrusted"},
+}  # else {"always", "untrusted", "fallback"}
 _COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps".split()
 
 
@@ -63,23 +66,21 @@ class Emulator(FiniteDifferences):
     Attributes:
         width, depth, kernel_size, padding: the emulator CNN [12, 3, 5; ``"auto"``: the
             correction network's padding] (4,225 weights for one 2D channel, radius 6).
-        lr: its Adam learning rate [3e-3].
+        lr: its Adam learning rate [1e-3].
         fit_every, untrusted_fit_steps: one Adam step on the pairs of every
             ``fit_every``-th wrapped step while trusted [4] (on the forward made for
             the product), ``untrusted_fit_steps`` on every step's otherwise [1].
-        tangent_weight, tangent_when, tangent_steps: weight of a second fit term,
-            the relative error of ``J_E r`` against the last check's measured ``J r``
-            [1; 0: off]: ``tangent_steps`` [4] Adam steps on it alone right after a
-            check that leaves neither candidate in use (``"check"`` [default]; none
-            while ``J v`` is), in every fit (``"always"``) or every untrusted fit.
+        tangent_weight, tangent_when, tangent_every, tangent_steps: weight [0: off] of a
+            second fit term, the relative error of ``J_E r`` against the last check's ``J r``:
+            in the fits of every ``tangent_every``-th step [1], always [default] or while the
+            emulator (``"untrusted"``) or both candidates (``"fallback"``) are out of use; or
+            (``"check"``) ``tangent_steps`` [4] anchored Adam steps before a check, while both are.
         check_every, check_members, check_directions, check_decay: a check every [16]
             wrapped steps, on [2] members, [4] directions each; earlier checks weigh [0.5].
-        max_residual: largest estimated relative error ``|J^T v - g| / |J^T v|``
-            [0.5]; below it the estimate's cosine to the truth is at least 0.87.
+        max_residual: largest estimated ``|J^T v - g| / |J^T v|`` in use [0.5]: a cosine of at least 0.87.
         transpose: also try ``J v`` (one query per member) as a candidate [True].
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
-        shrink: while untrusted, move from the fallback towards the emulator's
-            product by the factor the check fits (module doc) [True].
+        shrink: while untrusted, ``f + a (J_E^T v - f)`` with the factor ``a`` the check fits [True].
         mu, difference, query_batch: the check's finite differences.
     """
 
@@ -88,12 +89,13 @@ class Emulator(FiniteDifferences):
     depth: int = 3
     kernel_size: int = 5
     padding: str = "auto"
-    lr: float = 3e-3
+    lr: float = 1e-3
     fit_every: int = 4
     untrusted_fit_steps: int = 1
-    tangent_weight: float = 1.0
-    tangent_when: str = "check"
+    tangent_weight: float = 0.0
+    tangent_when: str = "always"
     tangent_steps: int = 4
+    tangent_every: int = 1
     check_every: int = 16
     check_members: int = 2
     check_directions: int = 4
@@ -110,8 +112,8 @@ class Emulator(FiniteDifferences):
 
     def validate(self) -> None:
         super().validate()
-        counts = ("width", "depth", "fit_every", "untrusted_fit_steps", "tangent_steps", "check_every", "check_members")
-        for key in (*counts, "check_directions"):
+        counts = ("width", "depth", "fit_every", "untrusted_fit_steps", "tangent_steps", "tangent_every")
+        for key in (*counts, "check_every", "check_members", "check_directions"):
             self._need_int(key, 1)
         self._need_int("kernel_size", 1)
         if self.kernel_size % 2 == 0:
@@ -124,7 +126,7 @@ class Emulator(FiniteDifferences):
         for key in ("transpose", "shrink"):
             self._need_bool(key)
         self._need_choice("fallback", ("stop-gradient", "identity"))
-        self._need_choice("tangent_when", ("always", "untrusted", "check"))
+        self._need_choice("tangent_when", ("always", "untrusted", "fallback", "check"))
 
     def for_network(self, network: nn.Module) -> Emulator:
         """Resolve ``padding="auto"`` to the correction network's padding (``zeros`` if it has none)."""
@@ -172,11 +174,8 @@ class Emulator(FiniteDifferences):
         return out | {"trusted": int(self.state["mode"] != "fallback"), "shrink_factor": shrink_factor(self.state)}
 
     def inherit(self, previous: Estimator) -> None:
-        """Start from ``previous``'s emulator, optimizer and check (a curriculum's earlier stage), not its counts.
-
-        The step and so its Jacobian do not depend on the unroll length: what
-        an earlier stage learned about them stays valid.
-        """
+        """Start from ``previous``'s emulator, optimizer and check (a curriculum's earlier stage), not its counts:
+        the step, and so its Jacobian, do not depend on the unroll length."""
         if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
             return
         learned = previous.state_dict()  # a copy
@@ -205,12 +204,16 @@ class Emulator(FiniteDifferences):
         if self._net is None:  # type: ignore[attr-defined]
             self._build(ctx.state.shape[1], ctx.params.shape[1], ctx.state.dim() - 2)
             self._net.to(ctx.state.device).calibrate(ctx.state, ctx.params, ctx.output)  # type: ignore[attr-defined]
-        return None
 
     def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
         check = st["steps"] % self.check_every == 0
+        if check and self.tangent_weight and self.tangent_when == "check" and st["mode"] == "fallback":
+            with torch.enable_grad():  # the last failed check's probes, anchored by this step's pairs; then the check
+                for _ in range(self.tangent_steps if st["probes"] is not None else 0):
+                    tangent = self.tangent_weight * net.tangent_loss(*st["probes"], ctx.mask)
+                    self._adam_step(net.output_loss(net(ctx.state, ctx.params), ctx.output, ctx.mask) + tangent)
         shrunk = self.shrink and st["mode"] == "fallback" and shrink_factor(st) > 0  # else unused: J v or a = 0
         product = st["mode"] == "emulator" or check or shrunk  # J_E^T v: in use, for the check or shrunk
         fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
@@ -251,8 +254,9 @@ class Emulator(FiniteDifferences):
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
         """Adam steps on this step's pairs and the last check's probes: 1 in use, else ``untrusted_fit_steps``."""
         st, net = self.state, self._net  # type: ignore[attr-defined]
-        when = ("always", "untrusted") if st["mode"] != "emulator" else ("always",)
+        when = _TANGENT_WHEN.get(st["mode"], {"always", "untrusted", "fallback"})  # the modes that fit the tangent
         tangent = self.tangent_weight and st["probes"] is not None and self.tangent_when in when
+        tangent = tangent and st["steps"] % self.tangent_every == 0
         for i in range(1 if st["mode"] == "emulator" else self.untrusted_fit_steps):
             predicted = net(ctx.state, ctx.params) if i else predicted
             loss = net.output_loss(predicted, ctx.output, ctx.mask)
@@ -293,7 +297,3 @@ class Emulator(FiniteDifferences):
         st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails
         if st["mode"] == "fallback":
             st["failed_checks"] += 1
-            if self.tangent_weight and self.tangent_when == "check":  # Adam steps on the probes just scored
-                with torch.enable_grad():
-                    for _ in range(self.tangent_steps):
-                        self._adam_step(self.tangent_weight * self._net.tangent_loss(*st["probes"], ctx.mask))  # type: ignore[attr-defined]
