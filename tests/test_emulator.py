@@ -301,9 +301,9 @@ def test_tangent_when_picks_the_modes_whose_fits_use_the_tangent_term(trajectory
 
 
 @pytest.mark.parametrize("passes", [False, True])
-def test_tangent_when_check_fits_the_probes_only_right_after_a_failed_check(trajectory, passes):
-    """``"check"``: no tangent term in the per-step fits; ``tangent_steps`` Adam steps on it alone at a check
-    after one that left neither candidate in use, before it scores the emulator; none after one that passes."""
+def test_tangent_when_check_fits_a_failed_checks_probes_before_the_next_check(trajectory, passes):
+    """``"check"``: no tangent term in the per-step fits; ``tangent_steps`` Adam steps on it (anchored by the
+    step's pairs) at a check after one that left neither candidate in use, before it scores the emulator."""
     est = Emulator(
         padding="circular",
         check_every=2,
