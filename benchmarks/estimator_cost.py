@@ -120,11 +120,11 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
         f"{name}: state {tuple(data.train.states.shape[2:])} ({entries} entries), batch {base.batch_size}, "
         f"unroll {base.unroll}; {args.train} untimed iterations, median of {args.repeats} interleaved rounds"
     )
-    ref_time = statistics.median(methods[0].times)
+    ref_time, ref_mean = statistics.median(methods[0].times), statistics.mean(methods[0].times)
     for method in methods:
         seconds = statistics.median(method.times)
         probes = (statistics.mean(method.steps) - forward) / forward
-        mean_ratio = statistics.mean(method.times) / statistics.mean(methods[0].times)
+        mean_ratio = statistics.mean(method.times) / ref_mean
         line = f"{name} {method.label} s/iter={seconds:.3f} ratio={seconds / ref_time:.2f} mean_ratio={mean_ratio:.2f}"
         line += f" probes/sample-step={probes:.2f}"
         if method.label in agreements:

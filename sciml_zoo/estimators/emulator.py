@@ -52,10 +52,11 @@ from sciml_zoo.nn.networks import PADDING_MODES
 
 __all__ = ["Emulator"]
 
-_TANGENT_WHEN = {
+_TANGENT_WHEN = {  # per mode in use: the tangent_when values whose per-step fits add the tangent term
     "emulator": {"always"},
     "transpose": {"always", "untrusted"},
-}  # else {"always", "untrusted", "fallback"}
+    "fallback": {"always", "untrusted", "fallback"},
+}
 _COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps".split()
 
 
@@ -209,9 +210,10 @@ class Emulator(FiniteDifferences):
         st, net = self.state, self._net  # type: ignore[attr-defined]
         v = masked(v, ctx.mask)
         check = st["steps"] % self.check_every == 0
-        if check and self.tangent_weight and self.tangent_when == "check" and st["mode"] == "fallback":
+        refit = check and self.tangent_when == "check" and st["mode"] == "fallback" and st["probes"] is not None
+        if refit and self.tangent_weight:
             with torch.enable_grad():  # the last failed check's probes, anchored by this step's pairs; then the check
-                for _ in range(self.tangent_steps if st["probes"] is not None else 0):
+                for _ in range(self.tangent_steps):
                     tangent = self.tangent_weight * net.tangent_loss(*st["probes"], ctx.mask)
                     self._adam_step(net.output_loss(net(ctx.state, ctx.params), ctx.output, ctx.mask) + tangent)
         shrunk = self.shrink and st["mode"] == "fallback" and shrink_factor(st) > 0  # else unused: J v or a = 0
@@ -254,8 +256,7 @@ class Emulator(FiniteDifferences):
     def _fit(self, ctx: ProbeContext, predicted: Tensor) -> None:
         """Adam steps on this step's pairs and the last check's probes: 1 in use, else ``untrusted_fit_steps``."""
         st, net = self.state, self._net  # type: ignore[attr-defined]
-        when = _TANGENT_WHEN.get(st["mode"], {"always", "untrusted", "fallback"})  # the modes that fit the tangent
-        tangent = self.tangent_weight and st["probes"] is not None and self.tangent_when in when
+        tangent = self.tangent_weight and st["probes"] is not None and self.tangent_when in _TANGENT_WHEN[st["mode"]]
         tangent = tangent and st["steps"] % self.tangent_every == 0
         for i in range(1 if st["mode"] == "emulator" else self.untrusted_fit_steps):
             predicted = net(ctx.state, ctx.params) if i else predicted
