@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/estimator_cost.py [--scenes ks ks2d_24 ks2d_48 quick gray_scott brusselator]
-        [--estimators stop-gradient emulator:shrink=false] [--repeats 5] [--train 60]
+        [--estimators stop-gradient emulator:shrink=false] [--repeats 5] [--train 60] [--latency-ms 0]
 
 For each scene (a preset: its dataset, network, batch and unroll; the
 curriculum off, at the preset's final unroll) the dataset is generated into a
@@ -31,6 +31,16 @@ its own learned state): ``cosine`` and ``relative error`` (mean over
 ``--grad-batches`` batches). Each scene ends with the line::
 
     default cost <scene>: X.XXx <reference>
+
+``--latency-ms L`` stands in for a simulator whose step costs ``L`` ms per
+sample (a Fortran code, a closed binary): every solver call sleeps ``L``
+times its batch size during the timed rounds (not the untimed ones). Only the
+black-box methods run then, against stop-gradient (the forward rollout:
+FO-SOL's backward through such a solver cannot be emulated by a sleep), and
+the line reads ``default cost <scene> at L ms/sample-step: X.XXx stop-gradient``
+(there the ratio of the means: the queries dominate, and a check falls in some
+iterations only).
+As ``L`` grows the ratio tends to ``1 + probes/sample-step``.
 """
 
 from __future__ import annotations
@@ -38,8 +48,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from ks_estimator_cost import Method, iterate, make_method
@@ -69,22 +81,38 @@ def _estimator(label: str) -> Estimator:
     return make_estimator(name, {".".join(keys): value for keys, value in pairs})
 
 
+class _Latency:
+    """Wraps a solver's ``step``: sleeps ``seconds`` per sample of each call while ``on`` (a costly simulator)."""
+
+    def __init__(self, solver: Any, seconds: float) -> None:
+        self.step, self.seconds, self.on = solver.step, seconds, False
+        solver.step = self
+
+    def __call__(self, state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        if self.on:
+            time.sleep(self.seconds * state.shape[0])
+        return self.step(state, params)
+
+
 def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
     exp = load_experiment(name)
     base = next(c for c in exp.methods.values() if c.method in ("fo-sol", "zo-sol"))
     base = replace(base, method="fo-sol", estimator=None, curriculum=False)
     path = Path("data") / f"{exp.recipe.name}.h5"
     data = load_dataset(path if path.is_file() else generate_dataset(exp.recipe, tmp / f"{name}.h5", progress=False))
-    differentiable = source_solver(data).capabilities.differentiable
+    differentiable = source_solver(data).capabilities.differentiable and not args.latency_ms
     reference = "fo-sol" if differentiable else "stop-gradient"
     labels = list(dict.fromkeys([reference, DEFAULT_ESTIMATOR, *args.estimators]))
+    solver = source_solver(data)
+    latency = _Latency(solver, args.latency_ms / 1000) if args.latency_ms else None
     configs = {
         label: base if label == "fo-sol" else replace(base, method="zo-sol", estimator=_estimator(label))
         for label in labels
     }
     sampler = WindowSampler(data.train.states, data.train.params, steps=base.unroll)
     template = build_model(exp.model, data, seed=base.seed)
-    methods = [make_method(label, cfg, data, template) for label, cfg in configs.items()]
+    shared = solver if latency is not None else None  # else each its own, as before
+    methods = [make_method(label, cfg, data, template, shared) for label, cfg in configs.items()]
     fo = next((m for m in methods if m.label == "fo-sol"), None)
     try:
         for method in methods:
@@ -92,9 +120,13 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
                 iterate(method, sampler)
             method.times.clear()
             method.steps.clear()
+        if latency is not None:
+            latency.on = True
         for _ in range(args.repeats):
             for method in methods:
                 iterate(method, sampler)
+        if latency is not None:
+            latency.on = False
         agreements = {}
         if fo is not None:
             for method in methods:
@@ -132,7 +164,11 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
             line += f" cosine={cos:.3f} relative_error={rel:.3f}"
         print(line, flush=True)
     default = next(m for m in methods if m.label == DEFAULT_ESTIMATOR)
-    print(f"default cost {name}: {statistics.median(default.times) / ref_time:.2f}x {reference}", flush=True)
+    if args.latency_ms:  # queries dominate and some iterations hold a check: the ratio of the means
+        ratio, at = statistics.mean(default.times) / ref_mean, f" at {args.latency_ms:g} ms/sample-step"
+    else:
+        ratio, at = statistics.median(default.times) / ref_time, ""
+    print(f"default cost {name}{at}: {ratio:.2f}x {reference}", flush=True)
 
 
 def main() -> None:
@@ -143,6 +179,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=60, help="untimed training iterations per method first [60]")
     parser.add_argument("--grad-batches", type=int, default=4, help="batches for the gradient agreement [4]")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="sleep per solver sample-step, timed rounds [0]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="estimator-cost-") as tmp:

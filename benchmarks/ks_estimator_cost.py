@@ -98,9 +98,10 @@ class Method:
     steps: list[int]
 
 
-def make_method(label: str, cfg: TrainConfig, data: Dataset, template: torch.nn.Module) -> Method:
-    """The objects the training loop would build for ``cfg`` (same initial weights for every method)."""
-    solver = source_solver(data)
+def make_method(label: str, cfg: TrainConfig, data: Dataset, template: torch.nn.Module, solver: Any = None) -> Method:
+    """The objects the training loop would build for ``cfg`` (same initial weights for every method;
+    ``solver``: the data's source solver, or one given, e.g. with a latency added)."""
+    solver = source_solver(data) if solver is None else solver
     model = copy.deepcopy(template)
     optimizer = getattr(torch.optim, cfg.optimizer)(model.parameters(), lr=cfg.lr, **cfg.optimizer_options)
     counter = StepCounter()
@@ -148,9 +149,7 @@ def main() -> None:
 
     experiment = load_experiment("ks")
     base = experiment.methods["fo-sol"]
-    labels = [
-        label for label in ESTIMATORS if (label in args.only if args.only is not None else label not in OPT_IN)
-    ]
+    labels = [label for label in ESTIMATORS if (label in args.only if args.only is not None else label not in OPT_IN)]
     configs = {"FO-SOL": base}
     for label in labels:
         estimator = ESTIMATORS[label]

@@ -89,6 +89,33 @@ def test_the_check_estimates_the_relative_error_of_the_product(trajectory):
     assert 0.6 * pooled < est.state["last_residual"] < 1.6 * pooled
 
 
+@pytest.mark.parametrize(("difference", "per_direction"), [("central", 2), ("forward", 1)])
+def test_forward_differences_halve_the_checks_queries_and_still_estimate_the_error(
+    trajectory, difference, per_direction
+):
+    """``difference = "forward"`` measures ``J r`` from the step's own output: ``q`` queries per member, not ``2 q``."""
+    est = Emulator(
+        padding="circular", check_every=1, check_members=8, check_directions=64, check_decay=0.0, difference=difference
+    )
+    queries = []
+
+    def counted(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        queries.append(len(state))
+        return step(state, params)
+
+    x, v = trajectory[10], trajectory[30] - trajectory[30].mean()
+    ctx = _context(x, torch.Generator().manual_seed(1))
+    ctx = ProbeContext(counted, ctx.state, ctx.params, ctx.output, None, ctx.generator)
+    est.prepare(ctx)
+    with torch.enable_grad():
+        xg = x.clone().requires_grad_(True)
+        (estimate,) = torch.autograd.grad(est._net(xg, ctx.params), xg, grad_outputs=v)
+    pooled = float((estimate - exact_vjp(step, x, ctx.params, v)).norm() / exact_vjp(step, x, ctx.params, v).norm())
+    est.vjp(ctx, None, v)
+    assert sum(queries) == per_direction * 64 * 8 + 8  # the directions, and J v once per member (transpose)
+    assert 0.6 * pooled < est.state["last_residual"] < 1.6 * pooled
+
+
 def test_a_bad_fit_fails_the_check_and_falls_back_until_refreshed(trajectory):
     est = Emulator(
         padding="circular", check_every=1, check_members=8, check_directions=8, transpose=False, shrink=False

@@ -15,7 +15,7 @@ between two candidates whose cost does not grow with the state:
 **Held-out check of the product itself.** Every ``check_every`` wrapped
 steps, for ``check_members`` members and ``q = check_directions`` Gaussian
 directions ``r_i`` each, the solver gives the true slopes ``<J^T v, r_i>``
-(central differences, step ``mu`` times the member's spread about its mean),
+(central differences, or forward with ``difference = "forward"``, step ``mu`` times the member's spread about its mean),
 and each candidate's relative error ``err`` is estimated from how well it
 predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state
 size. The candidate with the smaller ``err`` is used while ``err <=
@@ -25,7 +25,7 @@ List et al. 2024, arXiv 2402.12971) until a later check passes; with
 the same slopes give: a rough emulator still points the gradient.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
-every ``check_every`` steps ``(2 q + 1) * check_members`` more; ``B`` more
+every ``check_every`` steps ``(2 q + 1) * check_members`` more (forward: ``(q + 1)``); ``B`` more
 while ``J v`` is in use: at most about one probe per forward sample-step,
 whatever the grid and the coupling range; emulator compute: a forward and
 backward on the batch (with the tangent fit, forward-mode products on the
@@ -68,21 +68,20 @@ class Emulator(FiniteDifferences):
         width, depth, kernel_size, padding: the emulator CNN [12, 3, 5; ``"auto"``: the
             correction network's padding] (4,225 weights for one 2D channel, radius 6).
         lr: its Adam learning rate [1e-3].
-        fit_every, untrusted_fit_steps: one Adam step on the pairs of every
-            ``fit_every``-th wrapped step while trusted [4] (on the forward made for
-            the product), ``untrusted_fit_steps`` on every step's otherwise [1].
+        fit_every, untrusted_fit_steps: one Adam step on the pairs of every ``fit_every``-th wrapped step
+            while trusted [4] (on the product's forward), ``untrusted_fit_steps`` on every step's otherwise [1].
         tangent_weight, tangent_when, tangent_every, tangent_steps: weight [0: off] of a
             second fit term, the relative error of ``J_E r`` against the last check's ``J r``:
             in the fits of every ``tangent_every``-th step [1], always [default] or while the
             emulator (``"untrusted"``) or both candidates (``"fallback"``) are out of use; or
             (``"check"``) ``tangent_steps`` [4] anchored Adam steps before a check, while both are.
-        check_every, check_members, check_directions, check_decay: a check every [16]
-            wrapped steps, on [2] members, [4] directions each; earlier checks weigh [0.5].
+        check_every, check_members, check_directions, check_decay: a check every [16] wrapped steps,
+            on [2] members, [4] directions each; earlier checks weigh [0.5].
         max_residual: largest estimated ``|J^T v - g| / |J^T v|`` in use [0.5]: a cosine of at least 0.87.
         transpose: also try ``J v`` (one query per member) as a candidate [True].
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
         shrink: while untrusted, ``f + a (J_E^T v - f)`` with the factor ``a`` the check fits [True].
-        mu, difference, query_batch: the check's finite differences.
+        mu, difference, query_batch: the check's finite differences (``"forward"``: from the step's output).
     """
 
     name: ClassVar[str] = "emulator"
@@ -280,7 +279,8 @@ class Emulator(FiniteDifferences):
         x, p = ctx.state[members], ctx.params[members]
         r = random_directions(self.check_directions, x, mask=ctx.mask, generator=ctx.generator)
         st["checks"] += 1
-        jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, query_batch=self.query_batch, centered=True)
+        y = ctx.output[members] if self.difference == "forward" else None  # then q queries per member, not 2 q
+        jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, output=y, query_batch=self.query_batch, centered=True)
         true_slope = slopes(v[members], masked(jr, ctx.mask))
         decay = self.check_decay
         st["check_norm"] = decay * float(st["check_norm"]) + float(true_slope.pow(2).sum())
