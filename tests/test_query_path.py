@@ -142,10 +142,14 @@ def test_solver_exits_and_interrupts_are_faults_but_a_real_ctrl_c_interrupts():
             return super().step(state, params)
 
     counts = FaultCounts()
-    with pytest.raises(KeyboardInterrupt):
-        make_query_step(Signalled(resolution=(8, 6)), policy=FaultPolicy(retries=2), counts=counts)(states, params)
-    assert counts.failures == 0
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the watch put the handler back
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, however pytest started
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            make_query_step(Signalled(resolution=(8, 6)), policy=FaultPolicy(retries=2), counts=counts)(states, params)
+        assert counts.failures == 0
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the watch put the handler back
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_a_simulation_that_always_fails_stops_the_run_naming_it(tmp_path, toy_dataset, failing):
