@@ -100,10 +100,10 @@ def run_scene(name: str, args: argparse.Namespace, tmp: Path) -> None:
     base = replace(base, method="fo-sol", estimator=None, curriculum=False)
     path = Path("data") / f"{exp.recipe.name}.h5"
     data = load_dataset(path if path.is_file() else generate_dataset(exp.recipe, tmp / f"{name}.h5", progress=False))
-    differentiable = source_solver(data).capabilities.differentiable and not args.latency_ms
+    solver = source_solver(data)
+    differentiable = solver.capabilities.differentiable and not args.latency_ms
     reference = "fo-sol" if differentiable else "stop-gradient"
     labels = list(dict.fromkeys([reference, DEFAULT_ESTIMATOR, *args.estimators]))
-    solver = source_solver(data)
     latency = _Latency(solver, args.latency_ms / 1000) if args.latency_ms else None
     configs = {
         label: base if label == "fo-sol" else replace(base, method="zo-sol", estimator=_estimator(label))
