@@ -200,7 +200,7 @@ def test_a_self_adjoint_step_is_served_by_the_transpose_candidate():
     assert est.state["last_residual"] < 0.05
     truth = exact_vjp(_heat, x, torch.zeros(4, 0), v)
     assert float((grad - truth).norm() / truth.norm()) < 1e-2
-    assert sum(counted) == 2 * 2 * 4 + 2 + 4  # the check (central), its 2 transposes, then all 4 members
+    assert sum(counted) == 2 * 4 + 2 + 4  # the check (forward, the default), its 2 transposes, then all 4 members
     off = Emulator(padding="circular", check_every=1, max_residual=0.2, transpose=False, shrink=False)
     off.prepare(ctx)
     assert torch.equal(off.vjp(ctx, None, v), torch.zeros_like(v))  # without the candidate: the fallback

@@ -12,20 +12,19 @@ between two candidates whose cost does not grow with the state:
   exact for a self-adjoint step (diffusion, a pressure projection, a
   symmetric implicit solve) whatever its coupling range. One query per member.
 
-**Held-out check of the product itself.** Every ``check_every`` wrapped
-steps, for ``check_members`` members and ``q = check_directions`` Gaussian
-directions ``r_i`` each, the solver gives the true slopes ``<J^T v, r_i>``
-(central differences, or forward with ``difference = "forward"``, step ``mu`` times the member's spread about its mean),
-and each candidate's relative error ``err`` is estimated from how well it
-predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state
-size. The candidate with the smaller ``err`` is used while ``err <=
-max_residual``, else the ``fallback`` ``f`` (``stop-gradient``: ``f = 0``,
-List et al. 2024, arXiv 2402.12971) until a later check passes; with
-``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the least-squares factor
-the same slopes give: a rough emulator still points the gradient.
+**Held-out check of the product itself.** Every ``check_every`` wrapped steps, for
+``check_members`` members and ``q = check_directions`` Gaussian directions ``r_i`` each,
+the solver gives the true slopes ``<J^T v, r_i>`` (forward differences from the step's
+output; central with ``difference = "central"``; step ``mu`` times the member's spread
+about its mean), and each candidate's relative error ``err`` is estimated from how well it
+predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state size. The
+candidate with the smaller ``err`` is used while ``err <= max_residual``, else the
+``fallback`` ``f`` (``stop-gradient``: ``f = 0``, List et al. 2024, arXiv 2402.12971)
+until a later check passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the
+least-squares factor the same slopes give: a rough emulator still points the gradient.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
-every ``check_every`` steps ``(2 q + 1) * check_members`` more (forward: ``(q + 1)``); ``B`` more
+every ``check_every`` steps ``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more
 while ``J v`` is in use: at most about one probe per forward sample-step,
 whatever the grid and the coupling range; emulator compute: a forward and
 backward on the batch (with the tangent fit, forward-mode products on the
@@ -81,7 +80,7 @@ class Emulator(FiniteDifferences):
         transpose: also try ``J v`` (one query per member) as a candidate [True].
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
         shrink: while untrusted, ``f + a (J_E^T v - f)`` with the factor ``a`` the check fits [True].
-        mu, difference, query_batch: the check's finite differences (``"forward"``: from the step's output).
+        mu, difference, query_batch: the check's differences [``"forward"``: q queries per member, not 2 q].
     """
 
     name: ClassVar[str] = "emulator"
@@ -104,6 +103,7 @@ class Emulator(FiniteDifferences):
     transpose: bool = True
     fallback: str = "stop-gradient"
     shrink: bool = True
+    difference: str = "forward"  # the check tells an error near 0.5 from a larger one: O(mu) suffices
 
     def __post_init__(self) -> None:
         super().__post_init__()
