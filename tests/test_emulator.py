@@ -224,6 +224,26 @@ def test_the_emulator_sees_fluctuations_and_level_apart():
     assert bool(torch.isfinite(net(x, torch.zeros(2, 0))).all())
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_the_emulators_periodic_padding_by_index_equals_circular_padding(dim):
+    """The index-wrapped convolutions give the output and the product ``J_E^T v`` of circular ``F.pad``."""
+    from sciml_zoo.nn.emulator import StepEmulator
+
+    gen = torch.Generator().manual_seed(dim)
+    net = StepEmulator(2, 2, dim, width=5, depth=3, kernel_size=5, padding="circular").double()
+    x = torch.randn(3, 2, *[6] * dim, generator=gen, dtype=torch.float64) + 4.0
+    p, v = torch.randn(3, 2, generator=gen, dtype=torch.float64), torch.randn(x.shape, generator=gen).double()
+    net.calibrate(x, p, x + 0.1 * torch.randn(x.shape, generator=gen).double())
+    results = []
+    for wrap in (True, False):  # False: the convolutions' own circular padding
+        net.wrap = wrap
+        xg = x.clone().requires_grad_(True)
+        predicted = net(xg, p)
+        results.append((predicted, torch.autograd.grad(predicted, xg, grad_outputs=v)[0]))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+
+
 def test_a_later_curriculum_stage_starts_from_the_earlier_fit(trajectory):
     est = Emulator(padding="circular", check_every=1)
     gen = torch.Generator().manual_seed(6)
