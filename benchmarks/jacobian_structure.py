@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from emulator_tangent_fit import _jacobian
@@ -59,9 +60,9 @@ def main() -> None:
             _, data = dataset_for(exp.recipe, Path(tmp), shared_dir="data", progress=False)
         solver = source_solver(data)
 
-        def step(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        def step(x: torch.Tensor, p: torch.Tensor, solver: Any = solver) -> torch.Tensor:
             with torch.no_grad():
-                return solver.step(x, p)  # noqa: B023 (used within this iteration only)
+                return solver.step(x, p)
 
         shares, asym, ident = torch.zeros(len(RADII)), [], []
         for i, t in ((0, 30), (1, 45)):
