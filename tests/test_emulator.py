@@ -10,6 +10,7 @@ import torch
 from sciml_zoo.errors import DataError
 from sciml_zoo.estimators import Emulator, ProbeContext, agreement, exact_vjp, make_estimator
 from sciml_zoo.nn import sol_cnn
+from sciml_zoo.nn.emulator import emulator_dtype
 from sciml_zoo_solvers.ks2d import make_ks2d_solver
 
 SOLVER = make_ks2d_solver(resolution=(16, 16), length=6 * math.pi, dt=0.5)
@@ -141,13 +142,54 @@ def test_identity_fallback_and_state_round_trip(trajectory):
     other.load_state_dict(state)
     pairs = zip(other._net.state_dict().values(), est._net.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
-    state["layout"] = [2, 0, 2]  # another channel count: refused with the field named
+    state["layout"] = [2, 0, 2, state["layout"][3]]  # another channel count: refused with the field named
     with pytest.raises(DataError, match="field emulator"):
         Emulator(padding="circular").load_state_dict(state)
     state = est.state_dict()
     key = next(iter(state["optimizer"]["state"]))
     state["optimizer"]["state"][key]["exp_avg"] = torch.zeros(3)  # an Adam moment of the wrong shape
     with pytest.raises(DataError, match="field optimizer"):
+        Emulator(padding="circular").load_state_dict(state)
+
+
+def _diffusion_1d(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """A periodic 1D diffusion step (float32 in, float32 out)."""
+    return state + 0.2 * (state.roll(1, -1) - 2 * state + state.roll(-1, -1))
+
+
+def test_a_1d_emulator_computes_in_float64_on_a_cpu_and_answers_in_the_states_dtype():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 32, generator=gen)  # float32
+    params = torch.zeros(4, 0)
+    ctx = ProbeContext(_diffusion_1d, x, params, _diffusion_1d(x, params), None, gen)
+    assert (emulator_dtype("auto", x), emulator_dtype("auto", x[..., None])) == ("float64", "float32")
+    assert emulator_dtype("float32", x) == "float32"
+    est, single = Emulator(padding="circular", check_every=1), Emulator(padding="circular", precision="float32")
+    for e in (est, single):
+        e.prepare(ctx)
+    assert est.state["layout"] == [1, 0, 1, "float64"] and single.state["layout"] == [1, 0, 1, "float32"]
+    assert all(p.dtype == torch.float64 for p in est._net.parameters())
+    single._net.load_state_dict(est._net.state_dict())  # the same weights, cast to float32
+    v = torch.randn(x.shape, generator=gen)
+    products = []
+    for net in (est._net, single._net):
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xg, params), xg, grad_outputs=v.to(net.scale.dtype))
+        products.append(g)
+    assert products[0].dtype == torch.float32  # the cast back is autograd's
+    assert torch.allclose(products[0], products[1], rtol=1e-4, atol=1e-5)
+    for _ in range(3):  # checks and fits on float32 pairs
+        assert est.vjp(ctx, None, v).dtype == torch.float32
+    assert est.state["fits"] >= 3 and est.state["checks"] == 3
+    state = est.state_dict()
+    other = Emulator(padding="circular")
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(other._net.parameters(), est._net.parameters(), strict=True))
+    state["layout"][3] = "float32"  # the tensors are float64: refused, the field named
+    with pytest.raises(DataError, match="field emulator"):
+        Emulator(padding="circular").load_state_dict(state)
+    state["layout"][3] = "int8"
+    with pytest.raises(DataError, match="field layout"):
         Emulator(padding="circular").load_state_dict(state)
 
 

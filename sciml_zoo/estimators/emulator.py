@@ -1,34 +1,30 @@
 """``emulator``: ``J^T v`` from a small network fitted online to the rollout's own pairs, or from ``J v``.
 
-The forward pass runs the true black-box step; the backward pass chooses
-between two candidates whose cost does not grow with the state:
+The forward pass runs the true black-box step; the backward pass chooses between two candidates whose cost
+does not grow with the state:
 
-- ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the
-  differentiable emulator of Frezat et al. 2024 (arXiv 2310.19385), fitted
-  online on the ``(state, next state)`` pairs the rollout produces anyway
-  (reusing the emulator forward made for the product), and optionally on the
-  last check's own directional differences (``tangent_weight``). No extra queries.
-- ``J v`` (``transpose``): one forward difference along the cotangent itself,
-  exact for a self-adjoint step (diffusion, a pressure projection, a
-  symmetric implicit solve) whatever its coupling range. One query per member.
+- ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the differentiable emulator of
+  Frezat et al. 2024 (arXiv 2310.19385), fitted online on the ``(state, next state)`` pairs the rollout
+  produces anyway (reusing the emulator forward made for the product), and optionally on the last check's own
+  directional differences (``tangent_weight``). No extra queries.
+- ``J v`` (``transpose``): one forward difference along the cotangent itself, exact for a self-adjoint step
+  (diffusion, a pressure projection, a symmetric implicit solve) whatever its coupling range. One query per
+  member.
 
-**Held-out check of the product itself.** Every ``check_every`` wrapped steps, for
-``check_members`` members and ``q = check_directions`` Gaussian directions ``r_i`` each,
-the solver gives the true slopes ``<J^T v, r_i>`` (forward differences from the step's
-output; central with ``difference = "central"``; step ``mu`` times the member's spread
-about its mean), and each candidate's relative error ``err`` is estimated from how well it
-predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state size. The
-candidate with the smaller ``err`` is used while ``err <= max_residual``, else the
-``fallback`` ``f`` (``stop-gradient``: ``f = 0``, List et al. 2024, arXiv 2402.12971)
-until a later check passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the
-least-squares factor the same slopes give: a rough emulator still points the gradient.
+**Held-out check of the product itself.** Every ``check_every`` wrapped steps, for ``check_members`` members
+and ``q = check_directions`` Gaussian directions ``r_i`` each, the solver gives the true slopes
+``<J^T v, r_i>`` (forward differences from the step's output; central with ``difference = "central"``; step ``mu`` times
+the member's spread about its mean), and each candidate's relative error ``err`` is estimated from how well it
+predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state size. The candidate with the smaller
+``err`` is used while ``err <= max_residual``, else the ``fallback`` ``f`` (``stop-gradient``: ``f = 0``, List
+et al. 2024, arXiv 2402.12971) until a later check passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in
+[0, 1] the least-squares factor the same slopes give: a rough emulator still points the gradient.
 
-**Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps;
-every ``check_every`` steps ``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more
-while ``J v`` is in use: at most about one probe per forward sample-step,
-whatever the grid and the coupling range; emulator compute: a forward and
-backward on the batch (with the tangent fit, forward-mode products on the
-``q * check_members`` probes too). Counted and checkpointed: resume is exact.
+**Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps; every ``check_every`` steps
+``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more while ``J v`` is in use: at most about
+one probe per forward sample-step, whatever the grid and the coupling range; emulator compute: a forward and
+backward on the batch (with the tangent fit, forward-mode products on the ``q * check_members`` probes too).
+Counted and checkpointed: resume is exact.
 """
 
 from __future__ import annotations
@@ -46,7 +42,7 @@ from sciml_zoo.estimators.base import Estimator, ProbeContext
 from sciml_zoo.estimators.held_out import running_residual, shrink_factor, slopes, update_shrink
 from sciml_zoo.estimators.probes import cotangent_jvp, finite_difference_jvp, masked, random_directions
 from sciml_zoo.estimators.state_rge import FiniteDifferences
-from sciml_zoo.nn.emulator import StepEmulator
+from sciml_zoo.nn.emulator import DTYPES, PRECISIONS, StepEmulator, emulator_dtype
 from sciml_zoo.nn.networks import PADDING_MODES
 
 __all__ = ["Emulator"]
@@ -66,14 +62,14 @@ class Emulator(FiniteDifferences):
     Attributes:
         width, depth, kernel_size, padding: the emulator CNN [12, 3, 5; ``"auto"``: the
             correction network's padding] (4,225 weights for one 2D channel, radius 6).
+        precision: its dtype, ``"float32"``, ``"float64"`` or [``"auto"``: float64 for 1D states on a CPU].
         lr: its Adam learning rate [1e-3].
         fit_every, untrusted_fit_steps: one Adam step on the pairs of every ``fit_every``-th wrapped step
             while trusted [4] (on the product's forward), ``untrusted_fit_steps`` on every step's otherwise [1].
-        tangent_weight, tangent_when, tangent_every, tangent_steps: weight [0: off] of a
-            second fit term, the relative error of ``J_E r`` against the last check's ``J r``:
-            in the fits of every ``tangent_every``-th step [1], always [default] or while the
-            emulator (``"untrusted"``) or both candidates (``"fallback"``) are out of use; or
-            (``"check"``) ``tangent_steps`` [4] anchored Adam steps before a check, while both are.
+        tangent_weight, tangent_when, tangent_every, tangent_steps: weight [0: off] of a second fit term, the
+            relative error of ``J_E r`` against the last check's ``J r``: in the fits of every ``tangent_every``-th
+            step [1], always [default] or while the emulator (``"untrusted"``) or both candidates (``"fallback"``)
+            are out of use; or (``"check"``) ``tangent_steps`` [4] anchored Adam steps before a check, while both are.
         check_every, check_members, check_directions, check_decay: a check every [16] wrapped steps,
             on [2] members, [4] directions each; earlier checks weigh [0.5].
         max_residual: largest estimated ``|J^T v - g| / |J^T v|`` in use [0.5]: a cosine of at least 0.87.
@@ -88,6 +84,7 @@ class Emulator(FiniteDifferences):
     depth: int = 3
     kernel_size: int = 5
     padding: str = "auto"
+    precision: str = "auto"
     lr: float = 1e-3
     fit_every: int = 4
     untrusted_fit_steps: int = 1
@@ -119,6 +116,7 @@ class Emulator(FiniteDifferences):
         if self.kernel_size % 2 == 0:
             self._fail("kernel_size", "use an odd kernel size, e.g. 5")
         self._need_choice("padding", ("auto", *PADDING_MODES))
+        self._need_choice("precision", PRECISIONS)
         self._need_float("lr", 0.0, 1.0)
         self._need_float("tangent_weight", 0.0, open_low=False)
         self._need_float("max_residual", 0.0)
@@ -142,7 +140,7 @@ class Emulator(FiniteDifferences):
             "mode": "fallback",  # the candidate in use: "emulator", "transpose" or "fallback"
             **dict.fromkeys(("last_residual", "check_error", "transpose_error", "check_norm"), 0.0),
             **dict.fromkeys(("shrink_num", "shrink_den"), 0.0),  # the fit of the shrink factor (module doc)
-            "layout": None,  # [channels, num_params, dim] once built
+            "layout": None,  # [channels, num_params, dim, the emulator's dtype ("float64")] once built
             "emulator": None,
             "optimizer": None,
             "probes": None,  # the last check's [state, params, directions, J r] for the tangent fit
@@ -165,8 +163,10 @@ class Emulator(FiniteDifferences):
             raise CheckpointFieldError("probes", "is not [state, params, directions, J r] tensors")
         layout = self.state["layout"]
         if layout is not None:
-            if not (isinstance(layout, list) and len(layout) == 3 and all(isinstance(i, int) for i in layout)):
-                raise CheckpointFieldError("layout", f"is {layout!r}, not [channels, params, dim]")
+            if not (isinstance(layout, list) and len(layout) == 4 and all(isinstance(i, int) for i in layout[:3])):
+                raise CheckpointFieldError("layout", f"is {layout!r}, not [channels, params, dim, dtype]")
+            if layout[3] not in DTYPES:
+                raise CheckpointFieldError("layout", f"names dtype {layout[3]!r}, not one of {', '.join(DTYPES)}")
             self._build(*layout, restore=True)
 
     def stats(self) -> dict[str, Any]:
@@ -184,11 +184,11 @@ class Emulator(FiniteDifferences):
             self.state[key] = learned[key]
         self._build(*self.state["layout"], restore=True)
 
-    def _build(self, channels: int, num_params: int, dim: int, *, restore: bool = False) -> None:
+    def _build(self, channels: int, num_params: int, dim: int, dtype: str, *, restore: bool = False) -> None:
         padding = "circular" if self.padding == "auto" else self.padding  # "auto" unresolved: no network given
         net = StepEmulator(
             channels, num_params, dim, width=self.width, depth=self.depth, kernel_size=self.kernel_size, padding=padding
-        )
+        ).to(getattr(torch, dtype))
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         if restore:  # every tensor checked against a fresh emulator first: one line naming the field
             check_like("emulator", self.state["emulator"], net.state_dict())
@@ -197,12 +197,13 @@ class Emulator(FiniteDifferences):
             opt.load_state_dict(self.state["optimizer"])
         object.__setattr__(self, "_net", net)
         object.__setattr__(self, "_opt", opt)
-        self.state["layout"] = [channels, num_params, dim]
+        self.state["layout"] = [channels, num_params, dim, dtype]
 
     # -- the estimate --------------------------------------------------------------------
     def prepare(self, ctx: ProbeContext) -> None:
         if self._net is None:  # type: ignore[attr-defined]
-            self._build(ctx.state.shape[1], ctx.params.shape[1], ctx.state.dim() - 2)
+            dtype = emulator_dtype(self.precision, ctx.state)
+            self._build(ctx.state.shape[1], ctx.params.shape[1], ctx.state.dim() - 2, dtype)
             self._net.to(ctx.state.device).calibrate(ctx.state, ctx.params, ctx.output)  # type: ignore[attr-defined]
 
     def vjp(self, ctx: ProbeContext, data: Any, v: Tensor) -> Tensor:
@@ -222,7 +223,7 @@ class Emulator(FiniteDifferences):
             x = ctx.state.detach().requires_grad_(product)
             predicted = net(x, ctx.params)
             if product:
-                (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v, retain_graph=fit)
+                (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v.to(predicted.dtype), retain_graph=fit)
                 grad = masked(grad, ctx.mask)
             if fit:  # the fit reuses the forward just made for the product
                 self._fit(ctx, predicted)
@@ -296,5 +297,4 @@ class Emulator(FiniteDifferences):
         best = min(residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
         st["last_residual"] = residuals[best]
         st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails
-        if st["mode"] == "fallback":
-            st["failed_checks"] += 1
+        st["failed_checks"] += int(st["mode"] == "fallback")

@@ -16,7 +16,24 @@ from torch.func import jvp
 
 from sciml_zoo.nn.networks import sol_cnn
 
-__all__ = ["StepEmulator"]
+__all__ = ["DTYPES", "PRECISIONS", "StepEmulator", "emulator_dtype"]
+
+PRECISIONS = ("auto", "float32", "float64")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def emulator_dtype(precision: str, state: Tensor) -> str:
+    """The dtype's name (``"float64"``) an emulator of steps on ``state`` ``(B, C, *spatial)`` computes in.
+
+    ``"auto"``: float64 for one spatial axis on a CPU, else the state's own. At
+    the sizes of a 1D emulator (16 x 12 x 52) oneDNN's float32 convolutions cost
+    about 3x the native float64 kernels, forward and backward; in 2D float32 is
+    the faster (``benchmarks/estimator_cost.py --estimators emulator:precision=float32``).
+    """
+    if precision == "auto":
+        one_axis_cpu = state.dim() == 3 and state.device.type == "cpu"
+        return "float64" if one_axis_cpu else str(state.dtype).removeprefix("torch.")
+    return precision
 
 
 class StepEmulator(nn.Module):
@@ -78,6 +95,8 @@ class StepEmulator(nn.Module):
             self.p_std.copy_(params.std(0, unbiased=False).clamp_min(1e-6))
 
     def forward(self, state: Tensor, params: Tensor) -> Tensor:
+        """``E(x, p)`` in the emulator's dtype (its buffers'): inputs of another dtype are cast."""
+        state, params = state.to(self.scale.dtype), params.to(self.scale.dtype)
         level = state.mean(tuple(range(2, state.dim())), keepdim=True)
         z = (state - level) / self._per_channel(self.scale)
         cond = (level - self._per_channel(self.mean)) / self._per_channel(self.level_scale)
@@ -111,7 +130,7 @@ class StepEmulator(nn.Module):
 
     def output_loss(self, predicted: Tensor, output: Tensor, mask: Tensor | None) -> Tensor:
         """Mean squared error of predicted next states ``(B, C, *spatial)``, per channel in units of ``s_out``."""
-        err = (predicted - output) / self._per_channel(self.out_scale)
+        err = (predicted - output.to(predicted.dtype)) / self._per_channel(self.out_scale)
         return (err if mask is None else err * mask.to(err.dtype)).pow(2).mean()
 
     def tangent_loss(self, state: Tensor, params: Tensor, r: Tensor, jr: Tensor, mask: Tensor | None) -> Tensor:
@@ -122,6 +141,8 @@ class StepEmulator(nn.Module):
         directions stays unconstrained. Directional differences along random
         directions constrain exactly those.
         """
-        jer = jvp(lambda z: self(z, params), (state,), (r,))[1]
+        dtype = self.scale.dtype
+        jer = jvp(lambda z: self(z, params), (state.to(dtype),), (r.to(dtype),))[1]
+        jr = jr.to(dtype)
         err = jer - jr if mask is None else (jer - jr) * mask.to(jr.dtype)
         return (err.flatten(1).pow(2).sum(1) / jr.flatten(1).pow(2).sum(1).clamp_min(1e-30)).mean()
