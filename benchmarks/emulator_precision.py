@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -34,11 +35,11 @@ SHAPES = {  # the default presets' batches of states (B, C, *spatial)
 }
 
 
-def _timed(fn: object, repeats: int) -> list[float]:
+def _timed(fn: Callable[[], None], repeats: int) -> list[float]:
     out = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         out.append(time.perf_counter() - start)
     return out
 
@@ -70,7 +71,8 @@ def run_shape(name: str, shape: tuple[int, ...], repeats: int) -> None:
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(3):  # warm-up, then alternate dtypes in blocks of 10
         for dt in nets:
-            product(dt), fit(dt)
+            product(dt)
+            fit(dt)
     for _ in range(repeats // 10):
         for dt in nets:
             times.setdefault(("product", dt), []).extend(_timed(lambda dt=dt: product(dt), 10))

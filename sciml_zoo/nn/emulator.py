@@ -25,10 +25,11 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 def emulator_dtype(precision: str, state: Tensor) -> str:
     """The dtype's name (``"float64"``) an emulator of steps on ``state`` ``(B, C, *spatial)`` computes in.
 
-    ``"auto"``: float64 for one spatial axis on a CPU, else the state's own. At
-    the sizes of a 1D emulator (16 x 12 x 52) oneDNN's float32 convolutions cost
-    about 3x the native float64 kernels, forward and backward; in 2D float32 is
-    the faster (``benchmarks/estimator_cost.py --estimators emulator:precision=float32``).
+    ``"auto"``: float64 for one spatial axis on a CPU, else the state's own. At a
+    1D emulator's sizes PyTorch's float32 (oneDNN) convolutions carry a fixed cost
+    per call that its native float64 kernels do not: a product or fit step takes
+    0.5-0.75x as long in float64; in 2D float32 is 2-7x the faster
+    (``benchmarks/emulator_precision.py``).
     """
     if precision == "auto":
         one_axis_cpu = state.dim() == 3 and state.device.type == "cpu"
