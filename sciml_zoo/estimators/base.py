@@ -45,7 +45,8 @@ from sciml_zoo.solver import StepFn
 __all__ = ["GAUGES", "Estimator", "ProbeContext", "SolverSpaceEstimator", "WeightSpaceEstimator", "merge_stats"]
 
 GAUGES = frozenset(
-    {"radius", "last_residual", "shrink_factor", "trusted", "check_error", "transpose_error", "check_norm"}
+    {"radius", "last_residual", "shrink_factor", "trusted", "check_error", "transpose_error", "stencil_error"}
+    | {"check_norm"}
     | {"queries_last"}
 )
 """Estimator stats that are a level, not a count: never summed (:func:`merge_stats`)."""

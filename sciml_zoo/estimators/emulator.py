@@ -1,30 +1,31 @@
-"""``emulator``: ``J^T v`` from a small network fitted online to the rollout's own pairs, or from ``J v``.
+"""``emulator``: ``J^T v`` from a network fitted online to the rollout's own pairs, a lagged stencil, or ``J v``.
 
-The forward pass runs the true black-box step; the backward pass chooses between two candidates whose cost
+The forward pass runs the true black-box step; the backward pass chooses among three candidates whose cost
 does not grow with the state:
 
 - ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the differentiable emulator of
   Frezat et al. 2024 (arXiv 2310.19385), fitted online on the ``(state, next state)`` pairs the rollout
   produces anyway (reusing the emulator forward made for the product), and optionally on the last check's own
   directional differences (``tangent_weight``). No extra queries.
+- ``J_S^T v`` (``stencil``): a linear stencil model of the Jacobian whose coefficients depend on the local
+  state, fitted to every earlier check's directional differences (:mod:`~.lagged_stencil`). No extra queries.
 - ``J v`` (``transpose``): one forward difference along the cotangent itself, exact for a self-adjoint step
-  (diffusion, a pressure projection, a symmetric implicit solve) whatever its coupling range. One query per
-  member.
+  (diffusion, a pressure projection, a symmetric implicit solve) whatever its coupling range. One query per member.
 
 **Held-out check of the product itself.** Every ``check_every`` wrapped steps, for ``check_members`` members
 and ``q = check_directions`` Gaussian directions ``r_i`` each, the solver gives the true slopes
-``<J^T v, r_i>`` (forward differences from the step's output; central with ``difference = "central"``; step ``mu`` times
-the member's spread about its mean), and each candidate's relative error ``err`` is estimated from how well it
-predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state size. The candidate with the smaller
-``err`` is used while ``err <= max_residual``, else the ``fallback`` ``f`` (``stop-gradient``: ``f = 0``, List
-et al. 2024, arXiv 2402.12971) until a later check passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in
-[0, 1] the least-squares factor the same slopes give: a rough emulator still points the gradient.
+``<J^T v, r_i>`` (forward differences from the step's output; central with ``difference = "central"``; step
+``mu`` times the member's spread about its mean), and each candidate's relative error ``err`` is estimated from
+how well it predicts them (:mod:`~sciml_zoo.estimators.held_out`), whatever the state size. Of the candidates
+with ``err <= max_residual`` (``stencil_max_residual`` for the stencil) the smallest ``err`` is used, else the
+``fallback`` ``f`` (``stop-gradient``: ``f = 0``, List et al. 2024, arXiv 2402.12971) until a later check
+passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the least-squares factor the same slopes give.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps; every ``check_every`` steps
 ``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more while ``J v`` is in use: at most about
-one probe per forward sample-step, whatever the grid and the coupling range; emulator compute: a forward and
-backward on the batch (with the tangent fit, forward-mode products on the ``q * check_members`` probes too).
-Counted and checkpointed: resume is exact.
+one probe per forward sample-step, whatever the grid and the coupling range; compute: the emulator's forward
+and backward on the batch (with the tangent fit, forward-mode products on the ``q * check_members`` probes
+too), a stencil refit per check. Counted and checkpointed: resume is exact.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from sciml_zoo.checkpoint import CheckpointFieldError, check_like, check_optimizer_state
+from sciml_zoo.checkpoint import check_like, check_optimizer_state
 from sciml_zoo.estimators.base import Estimator, ProbeContext
+from sciml_zoo.estimators.emulator_state import check_emulator_state, initial_emulator_state
 from sciml_zoo.estimators.held_out import running_residual, shrink_factor, slopes, update_shrink
+from sciml_zoo.estimators.lagged_stencil import stencil_vjp, update_stencil
 from sciml_zoo.estimators.probes import cotangent_jvp, finite_difference_jvp, masked, random_directions
 from sciml_zoo.estimators.state_rge import FiniteDifferences
-from sciml_zoo.nn.emulator import DTYPES, PRECISIONS, StepEmulator, emulator_dtype
+from sciml_zoo.nn.emulator import PRECISIONS, StepEmulator, emulator_dtype
 from sciml_zoo.nn.networks import PADDING_MODES
 
 __all__ = ["Emulator"]
@@ -50,9 +53,9 @@ __all__ = ["Emulator"]
 _TANGENT_WHEN = {  # per mode in use: the tangent_when values whose per-step fits add the tangent term
     "emulator": {"always"},
     "transpose": {"always", "untrusted"},
+    "stencil": {"always", "untrusted"},
     "fallback": {"always", "untrusted", "fallback"},
 }
-_COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps".split()
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class Emulator(FiniteDifferences):
         check_every, check_members, check_directions, check_decay: a check every [16] wrapped steps,
             on [2] members, [4] directions each; earlier checks weigh [0.5].
         max_residual: largest estimated ``|J^T v - g| / |J^T v|`` in use [0.5]: a cosine of at least 0.87.
-        transpose: also try ``J v`` (one query per member) as a candidate [True].
+        stencil_max_residual: the same for the stencil [0.25]: one model for every state, so its bias persists.
+        transpose, stencil: also try ``J v`` (one query per member) [True], the lagged stencil [True].
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
         shrink: while untrusted, ``f + a (J_E^T v - f)`` with the factor ``a`` the check fits [True].
         mu, difference, query_batch: the check's differences [``"forward"``: q queries per member, not 2 q].
@@ -97,7 +101,9 @@ class Emulator(FiniteDifferences):
     check_directions: int = 4
     check_decay: float = 0.5
     max_residual: float = 0.5
+    stencil_max_residual: float = 0.25
     transpose: bool = True
+    stencil: bool = True
     fallback: str = "stop-gradient"
     shrink: bool = True
     difference: str = "forward"  # the check tells an error near 0.5 from a larger one: O(mu) suffices
@@ -120,8 +126,9 @@ class Emulator(FiniteDifferences):
         self._need_float("lr", 0.0, 1.0)
         self._need_float("tangent_weight", 0.0, open_low=False)
         self._need_float("max_residual", 0.0)
+        self._need_float("stencil_max_residual", 0.0)
         self._need_float("check_decay", 0.0, 1.0, open_low=False)
-        for key in ("transpose", "shrink"):
+        for key in ("transpose", "shrink", "stencil"):
             self._need_bool(key)
         self._need_choice("fallback", ("stop-gradient", "identity"))
         self._need_choice("tangent_when", ("always", "untrusted", "fallback", "check"))
@@ -135,16 +142,7 @@ class Emulator(FiniteDifferences):
 
     # -- state -----------------------------------------------------------------------
     def init_state(self) -> dict[str, Any]:
-        return {
-            **dict.fromkeys(_COUNTERS, 0),
-            "mode": "fallback",  # the candidate in use: "emulator", "transpose" or "fallback"
-            **dict.fromkeys(("last_residual", "check_error", "transpose_error", "check_norm"), 0.0),
-            **dict.fromkeys(("shrink_num", "shrink_den"), 0.0),  # the fit of the shrink factor (module doc)
-            "layout": None,  # [channels, num_params, dim, the emulator's dtype ("float64")] once built
-            "emulator": None,
-            "optimizer": None,
-            "probes": None,  # the last check's [state, params, directions, J r] for the tangent fit
-        }
+        return initial_emulator_state()
 
     def state_dict(self) -> dict[str, Any]:
         if self._net is not None:  # type: ignore[attr-defined]
@@ -156,18 +154,9 @@ class Emulator(FiniteDifferences):
         super().load_state_dict(state)
         object.__setattr__(self, "_net", None)
         object.__setattr__(self, "_opt", None)
-        if self.state["mode"] not in ("emulator", "transpose", "fallback"):
-            raise CheckpointFieldError("mode", f"is {self.state['mode']!r}, not 'emulator', 'transpose' or 'fallback'")
-        probes = self.state["probes"]
-        if probes is not None and (not isinstance(probes, list) or [type(t) for t in probes] != [Tensor] * 4):
-            raise CheckpointFieldError("probes", "is not [state, params, directions, J r] tensors")
-        layout = self.state["layout"]
-        if layout is not None:
-            if not (isinstance(layout, list) and len(layout) == 4 and all(isinstance(i, int) for i in layout[:3])):
-                raise CheckpointFieldError("layout", f"is {layout!r}, not [channels, params, dim, dtype]")
-            if layout[3] not in DTYPES:
-                raise CheckpointFieldError("layout", f"names dtype {layout[3]!r}, not one of {', '.join(DTYPES)}")
-            self._build(*layout, restore=True)
+        check_emulator_state(self.state)
+        if self.state["layout"] is not None:
+            self._build(*self.state["layout"], restore=True)
 
     def stats(self) -> dict[str, Any]:
         out = {k: v for k, v in super().stats().items() if k not in ("mode", "shrink_num", "shrink_den")}
@@ -179,16 +168,14 @@ class Emulator(FiniteDifferences):
         if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
             return
         learned = previous.state_dict()  # a copy
-        checks = ("check_error", "transpose_error", "check_norm", "shrink_num", "shrink_den")
-        for key in ("layout", "emulator", "optimizer", "mode", *checks):
+        checks = ("check_error", "transpose_error", "stencil_error", "check_norm", "shrink_num", "shrink_den")
+        for key in ("layout", "emulator", "optimizer", "mode", "stencil", *checks):
             self.state[key] = learned[key]
         self._build(*self.state["layout"], restore=True)
 
     def _build(self, channels: int, num_params: int, dim: int, dtype: str, *, restore: bool = False) -> None:
-        padding = "circular" if self.padding == "auto" else self.padding  # "auto" unresolved: no network given
-        net = StepEmulator(
-            channels, num_params, dim, width=self.width, depth=self.depth, kernel_size=self.kernel_size, padding=padding
-        ).to(getattr(torch, dtype))
+        shape = {"width": self.width, "depth": self.depth, "kernel_size": self.kernel_size}
+        net = StepEmulator(channels, num_params, dim, **shape, padding=self._boundary()).to(getattr(torch, dtype))
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         if restore:  # every tensor checked against a fresh emulator first: one line naming the field
             check_like("emulator", self.state["emulator"], net.state_dict())
@@ -218,7 +205,7 @@ class Emulator(FiniteDifferences):
                     self._adam_step(net.output_loss(net(ctx.state, ctx.params), ctx.output, ctx.mask) + tangent)
         shrunk = self.shrink and st["mode"] == "fallback" and shrink_factor(st) > 0  # else unused: J v or a = 0
         product = st["mode"] == "emulator" or check or shrunk  # J_E^T v: in use, for the check or shrunk
-        fit = st["mode"] != "emulator" or st["steps"] % self.fit_every == 0
+        fit = st["mode"] not in ("emulator", "stencil") or st["steps"] % self.fit_every == 0
         with torch.enable_grad():
             x = ctx.state.detach().requires_grad_(product)
             predicted = net(x, ctx.params)
@@ -233,6 +220,9 @@ class Emulator(FiniteDifferences):
         if st["mode"] == "transpose":
             grad = self._transposed(ctx, v, slice(None))
             st["transpose_steps"] += 1
+        elif st["mode"] == "stencil":
+            grad = masked(stencil_vjp(st["stencil"], ctx.state, v, self._boundary()), ctx.mask)
+            st["stencil_steps"] += 1
         if st["mode"] != "fallback" and not bool(torch.isfinite(grad).all()):
             st["nonfinite"] += 1
             st["mode"] = "fallback"
@@ -244,6 +234,9 @@ class Emulator(FiniteDifferences):
         if self.shrink and product and bool(torch.isfinite(grad).all()):  # a check may have just moved a
             return base + shrink_factor(st) * (grad - base)
         return base
+
+    def _boundary(self) -> str:
+        return "circular" if self.padding == "auto" else self.padding  # "auto" unresolved: no network given
 
     def _fallback(self, v: Tensor) -> Tensor:
         return v if self.fallback == "identity" else torch.zeros_like(v)
@@ -288,13 +281,20 @@ class Emulator(FiniteDifferences):
         candidates = {"emulator": grad[members]}
         if self.transpose:
             candidates["transpose"] = self._transposed(ctx, v, members)
-        keys = {"emulator": "check_error", "transpose": "transpose_error"}
+        if self.stencil and st["stencil"] is not None:  # fitted to earlier checks only: held out here
+            candidates["stencil"] = masked(stencil_vjp(st["stencil"], x, v[members], self._boundary()), ctx.mask)
+        keys = {"emulator": "check_error", "transpose": "transpose_error", "stencil": "stencil_error"}
         residuals = {n: running_residual(st, keys[n], true_slope, slopes(g, r), decay) for n, g in candidates.items()}
         update_shrink(st, true_slope, r, grad[members], self._fallback(v[members]), decay)
-        if self.tangent_weight:  # scored already: now they may teach the emulator
+        if self.stencil:  # scored already: now they refit the stencil
+            fit, jr_valid = st["stencil"], masked(jr, ctx.mask)  # its cells seeded apart: the run's stream is untouched
+            st["stencil"] = update_stencil(fit, x, r, jr_valid, self._boundary(), ctx.mask, st["checks"])
+        if self.tangent_weight:  # and may teach the emulator
             q, jr = self.check_directions, masked(jr, ctx.mask).flatten(0, 1)
             st["probes"] = [x.repeat_interleave(q, 0), p.repeat_interleave(q, 0), r.flatten(0, 1), jr]
-        best = min(residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
+        bars = {n: self.stencil_max_residual if n == "stencil" else self.max_residual for n in residuals}
+        passing = [n for n in residuals if residuals[n] <= bars[n]]  # NaN fails
+        best = min(passing or residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
         st["last_residual"] = residuals[best]
-        st["mode"] = best if residuals[best] <= self.max_residual else "fallback"  # NaN fails
+        st["mode"] = best if passing else "fallback"
         st["failed_checks"] += int(st["mode"] == "fallback")
