@@ -9,7 +9,8 @@ member) fitted by least squares to the probes of every check so far, earlier che
 ``J^T v`` at any state by its exact transpose: no solver queries, one small convolution per product. This is
 the lagged Jacobian of Jacobian-free Newton-Krylov codes (Knoll & Keyes 2004, J. Comput. Phys. 193),
 refreshed from data the check collects anyway; it is scored on the next check's new directions before it can
-be used, so its error estimate is always held out.
+be used, so its error estimate is always held out. The step's parameters are not features: where they
+change the Jacobian much between members, the check sees a larger error and the stencil is not used.
 
 Unknowns per output channel: ``N = M C k^d`` (``M = 1 + C + C (C + 1) / 2`` features; 2D, two channels,
 ``k = 5``: 300). Each check adds at most ``8 N`` rows (cells drawn at random), so a refit costs ``O(N^3)``
