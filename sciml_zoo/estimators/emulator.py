@@ -1,7 +1,6 @@
 """``emulator``: ``J^T v`` from a network fitted online to the rollout's own pairs, a lagged stencil, or ``J v``.
 
-The forward pass runs the true black-box step; the backward pass chooses among three candidates whose cost
-does not grow with the state:
+The forward runs the true step; the backward picks one of three candidates whose cost does not grow with the state:
 
 - ``J_E^T v`` by autograd through a small CNN emulator ``E(x) ~ step(x)``: the differentiable emulator of
   Frezat et al. 2024 (arXiv 2310.19385), fitted online on the ``(state, next state)`` pairs the rollout
@@ -23,9 +22,9 @@ passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the least-squa
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps; every ``check_every`` steps
 ``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more while ``J v`` is in use: at most about
-one probe per forward sample-step, whatever the grid and the coupling range; compute: the emulator's forward
-and backward on the batch (with the tangent fit, forward-mode products on the ``q * check_members`` probes
-too), a stencil refit per check. Counted and checkpointed: resume is exact.
+one probe per forward sample-step, whatever the grid and the coupling range; compute: the emulator's forward and
+backward on the batch (the tangent fit: forward-mode products on the ``q * check_members`` probes too), a stencil
+refit per check. Counted and checkpointed: resume is exact.
 """
 
 from __future__ import annotations
@@ -206,14 +205,15 @@ class Emulator(FiniteDifferences):
         shrunk = self.shrink and st["mode"] == "fallback" and shrink_factor(st) > 0  # else unused: J v or a = 0
         product = st["mode"] == "emulator" or check or shrunk  # J_E^T v: in use, for the check or shrunk
         fit = st["mode"] not in ("emulator", "stencil") or st["steps"] % self.fit_every == 0
-        with torch.enable_grad():
-            x = ctx.state.detach().requires_grad_(product)
-            predicted = net(x, ctx.params)
-            if product:
-                (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v.to(predicted.dtype), retain_graph=fit)
-                grad = masked(grad, ctx.mask)
-            if fit:  # the fit reuses the forward just made for the product
-                self._fit(ctx, predicted)
+        if product or fit:  # neither while the stencil is in use, between fits: no emulator forward then
+            with torch.enable_grad():
+                x = ctx.state.detach().requires_grad_(product)
+                predicted = net(x, ctx.params)
+                if product:
+                    (grad,) = torch.autograd.grad(predicted, x, grad_outputs=v.to(predicted.dtype), retain_graph=fit)
+                    grad = masked(grad, ctx.mask)
+                if fit:  # the fit reuses the forward just made for the product
+                    self._fit(ctx, predicted)
         if check:
             self._check(ctx, v, grad)
         st["steps"] += 1
@@ -275,7 +275,8 @@ class Emulator(FiniteDifferences):
         st["checks"] += 1
         y = ctx.output[members] if self.difference == "forward" else None  # then q queries per member, not 2 q
         jr = finite_difference_jvp(ctx.step, x, p, r, mu=self.mu, output=y, query_batch=self.query_batch, centered=True)
-        true_slope = slopes(v[members], masked(jr, ctx.mask))
+        jr = masked(jr, ctx.mask)
+        true_slope = slopes(v[members], jr)
         decay = self.check_decay
         st["check_norm"] = decay * float(st["check_norm"]) + float(true_slope.pow(2).sum())
         candidates = {"emulator": grad[members]}
@@ -286,12 +287,11 @@ class Emulator(FiniteDifferences):
         keys = {"emulator": "check_error", "transpose": "transpose_error", "stencil": "stencil_error"}
         residuals = {n: running_residual(st, keys[n], true_slope, slopes(g, r), decay) for n, g in candidates.items()}
         update_shrink(st, true_slope, r, grad[members], self._fallback(v[members]), decay)
-        if self.stencil:  # scored already: now they refit the stencil
-            fit, jr_valid = st["stencil"], masked(jr, ctx.mask)  # its cells seeded apart: the run's stream is untouched
-            st["stencil"] = update_stencil(fit, x, r, jr_valid, self._boundary(), ctx.mask, st["checks"])
+        if self.stencil:  # scored already: now they refit it (cells from its own seed: the run's stream untouched)
+            st["stencil"] = update_stencil(st["stencil"], x, r, jr, self._boundary(), ctx.mask, st["checks"])
         if self.tangent_weight:  # and may teach the emulator
-            q, jr = self.check_directions, masked(jr, ctx.mask).flatten(0, 1)
-            st["probes"] = [x.repeat_interleave(q, 0), p.repeat_interleave(q, 0), r.flatten(0, 1), jr]
+            repeated = [t.repeat_interleave(self.check_directions, 0) for t in (x, p)]
+            st["probes"] = [*repeated, r.flatten(0, 1), jr.flatten(0, 1)]
         bars = {n: self.stencil_max_residual if n == "stencil" else self.max_residual for n in residuals}
         passing = [n for n in residuals if residuals[n] <= bars[n]]  # NaN fails
         best = min(passing or residuals, key=lambda n: residuals[n] if math.isfinite(residuals[n]) else math.inf)
