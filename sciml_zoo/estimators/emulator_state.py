@@ -19,16 +19,16 @@ __all__ = ["MODES", "check_emulator_state", "initial_emulator_state"]
 
 MODES = ("emulator", "transpose", "stencil", "fallback")
 """The candidates an ``emulator`` estimator can have in use (``fallback``: none passed the check)."""
-_COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps".split()
-_LEVELS = ("last_residual", "check_error", "transpose_error", "stencil_error", "check_norm", "shrink_num")
+_COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps stencil_steps"
+_SUMS = ("last_residual", "check_error", "transpose_error", "stencil_error", "check_norm", "shrink_num", "shrink_den")
 
 
 def initial_emulator_state() -> dict[str, Any]:
     """A fresh run's state: zero counts and running sums, nothing fitted yet, no candidate in use."""
     return {
-        **dict.fromkeys([*_COUNTERS, "stencil_steps"], 0),
+        **dict.fromkeys(_COUNTERS.split(), 0),
         "mode": "fallback",  # the candidate in use: one of MODES
-        **dict.fromkeys([*_LEVELS, "shrink_den"], 0.0),  # running sums of the check (held_out.py)
+        **dict.fromkeys(_SUMS, 0.0),  # the check's last residual and running sums (held_out.py)
         "layout": None,  # [channels, num_params, dim, the emulator's dtype ("float64")] once built
         "emulator": None,
         "optimizer": None,
