@@ -142,13 +142,14 @@ def _burgers(state: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("taps", "width"), [(25, 25), (5, 5)])
-def test_a_1d_stencil_is_wide_enough_for_a_step_of_several_substeps(monkeypatch, taps, width):
+def test_a_1d_stencil_is_wide_enough_for_a_step_of_several_substeps(taps, width):
     """25 taps make a 1D model 25 cells wide (2D: 5 x 5; 3D: 3 x 3 x 3); 5 wide would miss 4 substeps' reach."""
     from sciml_zoo.estimators import lagged_stencil
 
-    monkeypatch.setattr(lagged_stencil, "_TAPS", taps)
-    assert lagged_stencil.stencil_kernel_size((64,)) == width
-    assert lagged_stencil.stencil_kernel_size((12,)) == min(width, 11)  # no wider than the grid
+    assert lagged_stencil.stencil_kernel_size((64,), taps) == width
+    assert lagged_stencil.stencil_kernel_size((12,), taps) == min(width, 11)  # no wider than the grid
+    assert lagged_stencil.stencil_kernel_size((64,)) == 25  # the default, TAPS
+    assert [lagged_stencil.stencil_kernel_size(s) for s in [(32, 32), (8, 8, 8)]] == [5, 3]
     gen = torch.Generator().manual_seed(0)
     grid = torch.arange(64, dtype=torch.float64) * 2 * math.pi / 64
     fit, p = None, torch.zeros(2, 0, dtype=torch.float64)
@@ -157,7 +158,7 @@ def test_a_1d_stencil_is_wide_enough_for_a_step_of_several_substeps(monkeypatch,
         x = amp * torch.sin(grid + 6.3 * torch.rand(2, 1, 1, generator=gen, dtype=torch.float64)) + 1.0
         r = torch.randn((2, 4, 1, 64), generator=gen, dtype=torch.float64)
         jr = torch.stack([torch.func.jvp(lambda s: _burgers(s, p), (x,), (r[:, i],))[1] for i in range(4)], 1)
-        fit = update_stencil(fit, x, r, jr, "circular", None, seed=t)
+        fit = update_stencil(fit, x, r, jr, "circular", None, seed=t, taps=taps)
     x = 1.0 + 0.8 * torch.sin(grid + 1.0)[None, None].expand(2, 1, 64)
     v = torch.randn((2, 1, 64), generator=gen, dtype=torch.float64)
     truth = exact_vjp(_burgers, x, p, v)

@@ -46,8 +46,7 @@ __all__ = ["GAUGES", "Estimator", "ProbeContext", "SolverSpaceEstimator", "Weigh
 
 GAUGES = frozenset(
     {"radius", "last_residual", "shrink_factor", "trusted", "check_error", "transpose_error", "stencil_error"}
-    | {"check_norm"}
-    | {"queries_last"}
+    | {"check_norm", "queries_last"}
 )
 """Estimator stats that are a level, not a count: never summed (:func:`merge_stats`)."""
 

@@ -21,10 +21,10 @@ with ``err <= max_residual`` (``stencil_max_residual`` for the stencil) the smal
 passes; with ``shrink``, ``f + a (J_E^T v - f)``, ``a`` in [0, 1] the least-squares factor the same slopes give.
 
 **Cost per wrapped step** (batch ``B``): the forward's ``B`` sample-steps; every ``check_every`` steps
-``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more while ``J v`` is in use: at most about
-one probe per forward sample-step, whatever the grid and the coupling range; compute: the emulator's forward and
-backward on the batch (the tangent fit: forward-mode products on the ``q * check_members`` probes too), a stencil
-refit per check. Counted and checkpointed: resume is exact.
+``(q + 1) * check_members`` more (central: ``(2 q + 1)``); ``B`` more while ``J v`` is in use: at most about one
+probe per forward sample-step, whatever the grid and the coupling range; compute: the emulator's forward and backward
+on the batch (the tangent fit: forward-mode products on the ``q * check_members`` probes too), a stencil refit per
+check. Counted and checkpointed: resume is exact.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from torch import Tensor, nn
 
 from sciml_zoo.checkpoint import check_like, check_optimizer_state
 from sciml_zoo.estimators.base import Estimator, ProbeContext
-from sciml_zoo.estimators.emulator_state import check_emulator_state, initial_emulator_state
+from sciml_zoo.estimators.emulator_state import INHERITED, check_emulator_state, initial_emulator_state
 from sciml_zoo.estimators.held_out import running_residual, shrink_factor, slopes, update_shrink
-from sciml_zoo.estimators.lagged_stencil import stencil_vjp, update_stencil
+from sciml_zoo.estimators.lagged_stencil import TAPS, stencil_vjp, update_stencil
 from sciml_zoo.estimators.probes import cotangent_jvp, finite_difference_jvp, masked, random_directions
 from sciml_zoo.estimators.state_rge import FiniteDifferences
 from sciml_zoo.nn.emulator import PRECISIONS, StepEmulator, emulator_dtype
@@ -76,7 +76,8 @@ class Emulator(FiniteDifferences):
             on [2] members, [4] directions each; earlier checks weigh [0.5].
         max_residual: largest estimated ``|J^T v - g| / |J^T v|`` in use [0.5]: a cosine of at least 0.87.
         stencil_max_residual: the same for the stencil [0.25]: one model for every state, so its bias persists.
-        transpose, stencil: also try ``J v`` (one query per member) [True], the lagged stencil [True].
+        transpose, stencil, stencil_taps: also try ``J v`` (one query per member) [True], the lagged stencil [True]
+            of [25] taps per pair of channels (25 wide in 1D, 5 x 5 in 2D, 3 x 3 x 3 in 3D).
         fallback: ``J^T v`` while untrusted, ``"stop-gradient"`` or ``"identity"``.
         shrink: while untrusted, ``f + a (J_E^T v - f)`` with the factor ``a`` the check fits [True].
         mu, difference, query_batch: the check's differences [``"forward"``: q queries per member, not 2 q].
@@ -103,6 +104,7 @@ class Emulator(FiniteDifferences):
     stencil_max_residual: float = 0.25
     transpose: bool = True
     stencil: bool = True
+    stencil_taps: int = TAPS
     fallback: str = "stop-gradient"
     shrink: bool = True
     difference: str = "forward"  # the check tells an error near 0.5 from a larger one: O(mu) suffices
@@ -114,10 +116,9 @@ class Emulator(FiniteDifferences):
 
     def validate(self) -> None:
         super().validate()
-        counts = ("width", "depth", "fit_every", "untrusted_fit_steps", "tangent_steps", "tangent_every")
-        for key in (*counts, "check_every", "check_members", "check_directions"):
+        counts = ("width", "depth", "kernel_size", "fit_every", "untrusted_fit_steps", "tangent_steps", "tangent_every")
+        for key in (*counts, "check_every", "check_members", "check_directions", "stencil_taps"):
             self._need_int(key, 1)
-        self._need_int("kernel_size", 1)
         if self.kernel_size % 2 == 0:
             self._fail("kernel_size", "use an odd kernel size, e.g. 5")
         self._need_choice("padding", ("auto", *PADDING_MODES))
@@ -167,8 +168,7 @@ class Emulator(FiniteDifferences):
         if not isinstance(previous, Emulator) or previous._net is None:  # type: ignore[attr-defined]
             return
         learned = previous.state_dict()  # a copy
-        checks = ("check_error", "transpose_error", "stencil_error", "check_norm", "shrink_num", "shrink_den")
-        for key in ("layout", "emulator", "optimizer", "mode", "stencil", *checks):
+        for key in INHERITED:
             self.state[key] = learned[key]
         self._build(*self.state["layout"], restore=True)
 
@@ -223,11 +223,10 @@ class Emulator(FiniteDifferences):
         elif st["mode"] == "stencil":
             grad = masked(stencil_vjp(st["stencil"], ctx.state, v, self._boundary()), ctx.mask)
             st["stencil_steps"] += 1
-        if st["mode"] != "fallback" and not bool(torch.isfinite(grad).all()):
-            st["nonfinite"] += 1
-            st["mode"] = "fallback"
-        if st["mode"] != "fallback":
+        if st["mode"] != "fallback" and bool(torch.isfinite(grad).all()):
             return grad
+        st["nonfinite"] += int(st["mode"] != "fallback")  # a candidate in use gave a non-finite product
+        st["mode"] = "fallback"
         st["fallback_steps"] += 1
         st["fallback_members"] += int(v.shape[0])
         base = self._fallback(v)
@@ -266,7 +265,7 @@ class Emulator(FiniteDifferences):
         self.state["fits"] += 1
 
     def _check(self, ctx: ProbeContext, v: Tensor, grad: Tensor) -> None:
-        """Update the running estimates of ``|J^T v - g| / |J^T v|`` of both candidates (module doc)."""
+        """Update the running estimates of ``|J^T v - g| / |J^T v|`` of each candidate (module doc)."""
         st = self.state
         k = min(self.check_members, ctx.state.shape[0])
         members = torch.randperm(ctx.state.shape[0], generator=ctx.generator)[:k].to(ctx.state.device)
@@ -288,7 +287,8 @@ class Emulator(FiniteDifferences):
         residuals = {n: running_residual(st, keys[n], true_slope, slopes(g, r), decay) for n, g in candidates.items()}
         update_shrink(st, true_slope, r, grad[members], self._fallback(v[members]), decay)
         if self.stencil:  # scored already: now they refit it (cells from its own seed: the run's stream untouched)
-            st["stencil"] = update_stencil(st["stencil"], x, r, jr, self._boundary(), ctx.mask, st["checks"])
+            args = (x, r, jr, self._boundary(), ctx.mask, st["checks"], self.stencil_taps)
+            st["stencil"] = update_stencil(st["stencil"], *args)
         if self.tangent_weight:  # and may teach the emulator
             repeated = [t.repeat_interleave(self.check_directions, 0) for t in (x, p)]
             st["probes"] = [*repeated, r.flatten(0, 1), jr.flatten(0, 1)]

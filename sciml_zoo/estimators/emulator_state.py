@@ -15,12 +15,15 @@ from sciml_zoo.checkpoint import CheckpointFieldError
 from sciml_zoo.estimators.lagged_stencil import check_stencil_state
 from sciml_zoo.nn.emulator import DTYPES
 
-__all__ = ["MODES", "check_emulator_state", "initial_emulator_state"]
+__all__ = ["INHERITED", "MODES", "check_emulator_state", "initial_emulator_state"]
 
 MODES = ("emulator", "transpose", "stencil", "fallback")
 """The candidates an ``emulator`` estimator can have in use (``fallback``: none passed the check)."""
 _COUNTERS = "steps fits checks failed_checks fallback_steps fallback_members nonfinite transpose_steps stencil_steps"
-_SUMS = ("last_residual", "check_error", "transpose_error", "stencil_error", "check_norm", "shrink_num", "shrink_den")
+_RUNNING = ("check_error", "transpose_error", "stencil_error", "check_norm", "shrink_num", "shrink_den")
+"""The held-out check's running sums (held_out.py)."""
+INHERITED = ("layout", "emulator", "optimizer", "mode", "stencil", *_RUNNING)
+"""What a curriculum's next stage takes over from the previous one: what was learned, not the counts."""
 
 
 def initial_emulator_state() -> dict[str, Any]:
@@ -28,7 +31,7 @@ def initial_emulator_state() -> dict[str, Any]:
     return {
         **dict.fromkeys(_COUNTERS.split(), 0),
         "mode": "fallback",  # the candidate in use: one of MODES
-        **dict.fromkeys(_SUMS, 0.0),  # the check's last residual and running sums (held_out.py)
+        **dict.fromkeys(("last_residual", *_RUNNING), 0.0),  # the check's last residual and running sums
         "layout": None,  # [channels, num_params, dim, the emulator's dtype ("float64")] once built
         "emulator": None,
         "optimizer": None,

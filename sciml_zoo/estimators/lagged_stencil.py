@@ -29,7 +29,7 @@ from sciml_zoo.checkpoint import CheckpointFieldError
 from sciml_zoo.estimators.stencil import _CONV, _pad, _patches, state_features
 from sciml_zoo.nn.emulator import emulator_dtype
 
-__all__ = ["check_stencil_state", "stencil_kernel_size", "stencil_vjp", "update_stencil"]
+__all__ = ["TAPS", "check_stencil_state", "stencil_kernel_size", "stencil_vjp", "update_stencil"]
 
 _FEATURES = "quadratic"
 _ROWS_PER_UNKNOWN = 8
@@ -39,17 +39,18 @@ _DECAY = 0.9
 quadratic blend needs more states than one check's two (the Jacobian itself does not change)."""
 
 
-_TAPS = 25
-"""Taps per pair of channels: 25 wide in 1D, 5 x 5 in 2D, 3 x 3 x 3 in 3D (the narrowest), ``N`` at most about
-1,000. A step of ``s`` explicit substeps couples ``s`` cells each side; a 1D model as narrow as a 2D one would
-miss that coupling at no saving (shallow water: 4 substeps; 25 wide against 5: 0.0095 against 0.0096)."""
+TAPS = 25
+"""Default taps per pair of channels (the ``emulator``'s ``stencil_taps``): 25 wide in 1D, 5 x 5 in 2D, 3 x 3 x 3
+in 3D (the narrowest), ``N`` at most about 1,000. A step of ``s`` explicit substeps couples ``s`` cells each side;
+a 1D model as narrow as a 2D one would miss that coupling at no saving (shallow water: 4 substeps; 25 wide against
+5: 0.0095 against 0.0096)."""
 
 
-def stencil_kernel_size(shape: tuple[int, ...]) -> int:
-    """Stencil width for a grid ``shape``: the widest odd ``k`` with ``k^d <= 25`` (3 at least), and no wider than
-    the grid (periodic padding wraps once at most)."""
+def stencil_kernel_size(shape: tuple[int, ...], taps: int = TAPS) -> int:
+    """Stencil width for a grid ``shape``: the widest odd ``k`` with ``k^d <= taps`` (3 at least), and no wider
+    than the grid (periodic padding wraps once at most)."""
     k = 3
-    while (k + 2) ** len(shape) <= _TAPS:
+    while (k + 2) ** len(shape) <= taps:
         k += 2
     return max(1, min(k, min(shape) - (1 - min(shape) % 2)))
 
@@ -62,6 +63,7 @@ def update_stencil(
     boundary: str,
     mask: Tensor | None,
     seed: int,
+    taps: int = TAPS,
 ) -> dict[str, Tensor]:
     """Add one check's probes to the running normal equations and solve them again.
 
@@ -72,6 +74,7 @@ def update_stencil(
         boundary: the model's padding (the emulator's, i.e. the correction network's).
         mask: optional ``(C, *spatial)`` bool; only cells valid in every channel give rows.
         seed: draws the cells used, from a generator of its own (the caller's random stream is untouched).
+        taps: the stencil's size, :func:`stencil_kernel_size`; a fit of another size is replaced, not extended.
 
     Returns:
         ``{"gram": (N, N), "rhs": (C, N), "kernel": (M, C, C, *[k] * d), "center", "scale": (1, C, 1, ...)}``,
@@ -79,7 +82,7 @@ def update_stencil(
     """
     k_members, q, c = r.shape[:3]
     shape = tuple(r.shape[3:])
-    ndim, ks = len(shape), stencil_kernel_size(shape)
+    ndim, ks = len(shape), stencil_kernel_size(shape, taps)
     m = 1 + c + c * (c + 1) // 2  # the quadratic features
     n = m * c * ks**ndim
     fresh = fit is None or fit["gram"].shape != (n, n)
